@@ -1,0 +1,63 @@
+"""sys/epoll.h and sys/eventfd.h as the x86_64 ABI has them."""
+
+from __future__ import annotations
+
+import struct
+
+EPOLLIN = 0x001
+EPOLLPRI = 0x002
+EPOLLOUT = 0x004
+EPOLLERR = 0x008
+EPOLLHUP = 0x010
+EPOLLNVAL = 0x020
+EPOLLRDNORM = 0x040
+EPOLLRDBAND = 0x080
+EPOLLWRNORM = 0x100
+EPOLLWRBAND = 0x200
+EPOLLMSG = 0x400
+EPOLLRDHUP = 0x2000
+EPOLLEXCLUSIVE = 1 << 28
+EPOLLWAKEUP = 1 << 29
+EPOLLONESHOT = 1 << 30
+EPOLLET = 1 << 31
+
+# Bits epoll_ctl treats as flags rather than events; EPOLLERR | EPOLLHUP are always reported.
+EP_PRIVATE_BITS = EPOLLWAKEUP | EPOLLONESHOT | EPOLLET | EPOLLEXCLUSIVE
+
+EPOLL_CTL_ADD = 1
+EPOLL_CTL_DEL = 2
+EPOLL_CTL_MOD = 3
+
+EPOLL_CLOEXEC = 0o2000000
+EP_MAX_EVENTS = 0x7FFFFFFF // 12  # INT_MAX / sizeof(struct epoll_event)
+
+# struct epoll_event is packed on x86_64: { u32 events; u64 data; } = 12 bytes.
+EPOLL_EVENT = struct.Struct("<IQ")
+
+EFD_SEMAPHORE = 0o1
+EFD_CLOEXEC = 0o2000000
+EFD_NONBLOCK = 0o4000
+EFD_FLAGS_SET = EFD_SEMAPHORE | EFD_CLOEXEC | EFD_NONBLOCK
+EVENTFD_MAX = 0xFFFFFFFFFFFFFFFE  # ULLONG_MAX - 1: the largest counter value
+
+# open(2) flags used by the seam.
+O_RDONLY = 0
+O_WRONLY = 1
+O_RDWR = 2
+O_CREAT = 0o100
+O_EXCL = 0o200
+O_TRUNC = 0o1000
+O_APPEND = 0o2000
+O_NONBLOCK = 0o4000
+O_DIRECTORY = 0o200000
+O_CLOEXEC = 0o2000000
+O_ACCMODE = 3
+
+# mmap(2).
+PROT_NONE = 0
+PROT_READ = 1
+PROT_WRITE = 2
+PROT_EXEC = 4
+MAP_SHARED = 1
+MAP_PRIVATE = 2
+PAGE_SIZE = 4096
