@@ -1,0 +1,1 @@
+"""Files in kernel_sim: the File abstraction, wait queues, eventfd, epoll and the pseudo filesystems."""

@@ -1,0 +1,123 @@
+"""The simulated kernel: boot, tasks, the pseudo filesystems and the system call entry.
+
+``Kernel`` is what loader/backends.py boots for ``open_kernel("sim")``. Subsystems (bpf,
+perf, kprobes, tracing) hang off it; userland reaches it only through ``SimSyscalls``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+
+from .fs.vfs import Vfs
+from .task import Task
+from .uapi.perf import PerfType
+
+ARCHES = {
+    # arch name -> (uname machine, default kernel text base)
+    "x86_64": "x86_64",
+    "riscv64": "riscv64",
+    "loongarch64": "loongarch64",
+}
+DEFAULT_RELEASE = "6.6.0-bpfload"
+KPROBE_PMU_TYPE = int(PerfType.MAX)  # the seed kernels report PERF_TYPE_MAX (6)
+
+
+def cpu_list(n: int) -> str:
+    """Linux's CPU list format for CPUs 0..n-1: "0", "0-3"."""
+    return "0" if n == 1 else f"0-{n - 1}"
+
+
+@dataclass
+class BootOptions:
+    arch: str = "x86_64"
+    cpus: int = 2
+    release: str = DEFAULT_RELEASE
+    hostname: str = "bpfload"
+
+
+class IdAllocator:
+    """Cyclic object ids from 1, as Linux's idr_alloc_cyclic for maps, programs, links, BTF."""
+
+    def __init__(self) -> None:
+        self._next = itertools.count(1)
+        self.objects: dict[int, object] = {}
+        self._lock = threading.Lock()
+
+    def alloc(self, obj: object) -> int:
+        with self._lock:
+            new_id = next(self._next)
+            self.objects[new_id] = obj
+            return new_id
+
+    def remove(self, obj_id: int) -> None:
+        with self._lock:
+            self.objects.pop(obj_id, None)
+
+    def next_after(self, start: int) -> int | None:
+        ids = [i for i in self.objects if i > start]
+        return min(ids) if ids else None
+
+
+class Kernel:
+    def __init__(self, arch: str = "x86_64", cpus: int = 2, release: str = DEFAULT_RELEASE,
+                 hostname: str = "bpfload") -> None:
+        if arch not in ARCHES:
+            raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
+        if cpus < 1:
+            raise ValueError("a kernel needs at least one CPU")
+        self.arch = arch
+        self.ncpus = cpus
+        self.release = release
+        self.hostname = hostname
+        self.version = "#1 SMP PREEMPT_DYNAMIC bpfload"
+        self.vfs = Vfs()
+        self.ids = {kind: IdAllocator() for kind in ("map", "prog", "link", "btf")}
+        self._pids = itertools.count(1)
+        self.tasks: dict[int, Task] = {}
+        self.init_task = self.spawn("systemd")
+        self._populate_pseudo_fs()
+
+    # -- tasks -----------------------------------------------------------------------------
+    def spawn(self, comm: str, uid: int = 0, gid: int = 0, parent: Task | None = None) -> Task:
+        pid = next(self._pids)
+        task = Task(pid=pid, tgid=pid, comm=comm, uid=uid, gid=gid)
+        self.tasks[pid] = task
+        return task
+
+    def exit_task(self, task: Task) -> None:
+        task.files.close_all()
+        self.tasks.pop(task.pid, None)
+
+    # -- pseudo filesystems -------------------------------------------------------------------
+    def _populate_pseudo_fs(self) -> None:
+        vfs = self.vfs
+        cpus = cpu_list(self.ncpus)
+        vfs.add_file("/sys/devices/system/cpu/online", lambda: cpus + "\n")
+        vfs.add_file("/sys/devices/system/cpu/possible", lambda: cpus + "\n")
+        vfs.add_file("/sys/devices/system/cpu/present", lambda: cpus + "\n")
+        for cpu in range(self.ncpus):
+            vfs.mkdir(f"/sys/devices/system/cpu/cpu{cpu}")
+        pmu = "/sys/bus/event_source/devices/kprobe"
+        vfs.add_file(f"{pmu}/type", lambda: f"{KPROBE_PMU_TYPE}\n")
+        vfs.add_file(f"{pmu}/format/retprobe", lambda: "config:0\n")
+        vfs.add_file("/sys/bus/event_source/devices/software/type", lambda: "1\n")
+        vfs.add_file("/sys/bus/event_source/devices/tracepoint/type", lambda: "2\n")
+        vfs.add_file(
+            "/proc/version",
+            lambda: f"Linux version {self.release} (bpfload@kernel_sim) (python) {self.version}\n",
+            refuse_write_open=False,
+        )
+        vfs.add_file("/proc/sys/kernel/osrelease", lambda: self.release + "\n")
+        vfs.add_file("/proc/sys/kernel/hostname", lambda: self.hostname + "\n")
+        vfs.mkdir("/sys/kernel/tracing/events")
+        vfs.mkdir("/sys/fs/bpf")
+        vfs.mkdir("/sys/kernel/btf")
+
+    # -- userland's entry -----------------------------------------------------------------
+    def syscalls(self, task: Task | None = None, comm: str = "bpfload"):
+        """The Syscalls object of a (new) userland process."""
+        from .syscalls import SimSyscalls
+
+        return SimSyscalls(self, task or self.spawn(comm))
