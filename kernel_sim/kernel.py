@@ -107,10 +107,10 @@ class Kernel:
         vfs.add_file(
             "/proc/version",
             lambda: f"Linux version {self.release} (bpfload@kernel_sim) (python) {self.version}\n",
-            refuse_write_open=False,
+            fs="procfs",
         )
-        vfs.add_file("/proc/sys/kernel/osrelease", lambda: self.release + "\n")
-        vfs.add_file("/proc/sys/kernel/hostname", lambda: self.hostname + "\n")
+        vfs.add_file("/proc/sys/kernel/osrelease", lambda: self.release + "\n", fs="procfs")
+        vfs.add_file("/proc/sys/kernel/hostname", lambda: self.hostname + "\n", fs="procfs")
         vfs.mkdir("/sys/kernel/tracing/events")
         vfs.mkdir("/sys/fs/bpf")
         vfs.mkdir("/sys/kernel/btf")

@@ -171,9 +171,9 @@ class SimSyscalls:
         self._sync(epfd)
 
     def epoll_wait(self, epfd: int, maxevents: int, timeout_ms: int) -> list[tuple[int, int]]:
+        ep = self._file(epfd)
         if maxevents <= 0 or maxevents > EP_MAX_EVENTS:
             raise oserror(errno.EINVAL)
-        ep = self._file(epfd)
         if not isinstance(ep, EpollFile):
             raise oserror(errno.EINVAL)
         events = ep.wait(maxevents, timeout_ms)

@@ -71,18 +71,14 @@ def copy_to_user(addr: int, data: bytes | bytearray | memoryview) -> None:
 def strncpy_from_user(addr: int, maxlen: int) -> bytes:
     """The NUL-terminated string at addr (without the NUL), at most maxlen bytes; EFAULT if unreadable.
 
-    Reads page by page so a string ending just before an unmapped page is still read.
+    Reads page by page, so a string whose NUL sits just before an unmapped page is read; one
+    that runs into an unmapped page before its NUL is EFAULT, as Linux's strncpy_from_user.
     """
     out = bytearray()
     _check_range(addr, 1)
     while len(out) < maxlen:
         chunk = min(4096 - (addr % 4096), maxlen - len(out))
-        try:
-            data = copy_from_user(addr, chunk)
-        except OSError:
-            if out:
-                break
-            raise
+        data = copy_from_user(addr, chunk)
         nul = data.find(b"\0")
         if nul >= 0:
             out += data[:nul]

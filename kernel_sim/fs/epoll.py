@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections import OrderedDict
 
 from ..uapi.epoll import (
@@ -145,14 +146,16 @@ class EpollFile(File):
     def wait(self, maxevents: int, timeout_ms: int) -> list[tuple[int, int]]:
         if maxevents <= 0 or maxevents > EP_MAX_EVENTS:
             raise oserror(errno.EINVAL)
-        timeout = None if timeout_ms < 0 else timeout_ms / 1000.0
+        deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000.0
         while True:
             events = self._harvest(maxevents)
-            if events or timeout == 0:
+            if events:
                 return events
-            if not self.wq.wait_for(lambda: bool(self._ready), timeout):
-                return self._harvest(maxevents)
-            # Something became ready; loop to harvest (it may have gone again, as in Linux).
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return []
+            # Sleep until something is queued, then harvest again (it may have gone, as in Linux).
+            self.wq.wait_for(lambda: bool(self._ready), remaining)
 
     def poll(self) -> int:
         with self._lock:

@@ -10,7 +10,19 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 
-from ..uapi.epoll import O_ACCMODE, O_CREAT, O_DIRECTORY, O_RDONLY, O_WRONLY
+from ..uapi.epoll import (
+    EPOLLERR,
+    EPOLLIN,
+    EPOLLOUT,
+    EPOLLPRI,
+    EPOLLRDNORM,
+    EPOLLWRNORM,
+    O_ACCMODE,
+    O_CREAT,
+    O_DIRECTORY,
+    O_RDONLY,
+    O_WRONLY,
+)
 from .file import File, oserror
 
 
@@ -25,24 +37,31 @@ class Dir(Node):
         self.children: dict[str, Node] = {}
 
 
-class GenFile(Node):
-    """A file whose content is generated at open; writes go to an optional handler.
+# Per filesystem: whether opening a file without a write op for writing is refused (kernfs
+# answers EACCES at open; procfs opens and fails the write with EIO), and the poll mask of a
+# file without a poll op of its own (kernfs adds EPOLLERR | EPOLLPRI to the default mask).
+_DEFAULT_POLLMASK = EPOLLIN | EPOLLOUT | EPOLLRDNORM | EPOLLWRNORM
+FS_FLAVOURS = {
+    "sysfs": (True, _DEFAULT_POLLMASK | EPOLLERR | EPOLLPRI),
+    "procfs": (False, _DEFAULT_POLLMASK),
+    "tracefs": (False, _DEFAULT_POLLMASK),
+}
 
-    ``write_errno`` is what a write gives when there is no handler: EACCES at open for sysfs
-    (kernfs refuses the open), EIO at write for procfs (the open succeeds, the write fails).
-    """
+
+class GenFile(Node):
+    """A file whose content is generated at open; writes go to an optional handler."""
 
     def __init__(
         self,
         read: Callable[[], str | bytes],
         write: Callable[[bytes], int] | None = None,
         *,
-        refuse_write_open: bool = True,
+        fs: str = "sysfs",
         mode: int | None = None,
     ) -> None:
         self.read_fn = read
         self.write_fn = write
-        self.refuse_write_open = refuse_write_open
+        self.refuse_write_open, self.pollmask = FS_FLAVOURS[fs]
         self.mode = mode if mode is not None else (0o644 if write else 0o444)
 
 
@@ -63,6 +82,11 @@ class DirFile(File):
 
 class GenOpenFile(File):
     """An open generated file: reads walk the content made at open time."""
+
+    pollable = True
+
+    def poll(self) -> int:
+        return self.node.pollmask
 
     def __init__(self, node: GenFile, flags: int) -> None:
         super().__init__(flags)

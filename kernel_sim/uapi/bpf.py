@@ -99,6 +99,9 @@ class _Attr(ctypes.Structure):
 
     _c_type_ = "union bpf_attr"
     _c_prefix_ = ""
+    # For the layout test: members whose C path differs, and members newer than some headers.
+    _c_names_: dict[str, str] = {}
+    _c_newer_: frozenset[str] = frozenset()
 
     @classmethod
     def from_attr(cls, attr: bytes | bytearray | memoryview):
@@ -192,6 +195,7 @@ class ProgLoadAttr(_Attr):
         ("core_relo_rec_size", c_uint32),
         ("log_true_size", c_uint32),
     ]
+    _c_newer_ = frozenset({"log_true_size"})  # Linux 6.4
 
 
 class ObjPinAttr(_Attr):
@@ -255,6 +259,7 @@ class BtfLoadAttr(_Attr):
         ("btf_log_level", c_uint32),
         ("btf_log_true_size", c_uint32),
     ]
+    _c_newer_ = frozenset({"btf_log_true_size"})  # Linux 6.4
 
 
 class RawTracepointAttr(_Attr):
@@ -276,6 +281,7 @@ class LinkCreateAttr(_Attr):
         ("flags", c_uint32),
         ("bpf_cookie", c_uint64),
     ]
+    _c_names_ = {"bpf_cookie": "perf_event.bpf_cookie"}
 
 
 class LinkDetachAttr(_Attr):
@@ -320,6 +326,7 @@ class BpfMapInfo(ctypes.Structure):
 class BpfProgInfo(ctypes.Structure):
     _c_type_ = "struct bpf_prog_info"
     _c_prefix_ = ""
+    _c_names_ = {"gpl_compatible": None}  # a bit-field: no offsetof
     _fields_ = [
         ("type", c_uint32),
         ("id", c_uint32),
@@ -380,6 +387,7 @@ class BpfLinkInfo(ctypes.Structure):
 
     _c_type_ = "struct bpf_link_info"
     _c_prefix_ = ""
+    _c_partial_ = True  # the per-type union that follows is not modelled
     _fields_ = [("type", c_uint32), ("id", c_uint32), ("prog_id", c_uint32)]
 
 

@@ -124,6 +124,8 @@ class PerfEventAttr(ctypes.Structure):
 
     _c_type_ = "struct perf_event_attr"
     _c_prefix_ = ""
+    _c_names_ = {"flags": None, "sample_period": "sample_period"}  # flags: the bit-field word
+    _c_newer_ = frozenset({"config3"})  # Linux 6.3
     _fields_ = [
         ("type", c_uint32),
         ("size", c_uint32),
