@@ -16,11 +16,11 @@ from kernel_sim.uapi.epoll import (
     EPOLL_CTL_ADD,
     EPOLL_CTL_DEL,
     EPOLL_CTL_MOD,
+    EPOLLERR,
     EPOLLET,
     EPOLLEXCLUSIVE,
     EPOLLIN,
     EPOLLONESHOT,
-    EPOLLERR,
     EPOLLOUT,
     EPOLLPRI,
 )

@@ -9,7 +9,7 @@ with offsetof(union bpf_attr, ...). Pointers in these layouts are u64 user addre
 from __future__ import annotations
 
 import ctypes
-from ctypes import c_char, c_int32, c_uint8, c_uint32, c_uint64
+from ctypes import c_char, c_uint8, c_uint32, c_uint64
 
 from .bpf_enums import AttachType, BpfCmd, HelperId, LinkType, MapType, ProgType  # noqa: F401 (re-exported)
 
