@@ -78,6 +78,12 @@ class Kernel:
         self.tasks: dict[int, Task] = {}
         self.init_task = self.spawn("systemd")
         self._populate_pseudo_fs()
+        from .perf import PerfSubsystem
+
+        self.perf = PerfSubsystem(self)
+        from .tracing import Tracing
+
+        self.tracing = Tracing(self)
 
     # -- tasks -----------------------------------------------------------------------------
     def spawn(self, comm: str, uid: int = 0, gid: int = 0, parent: Task | None = None) -> Task:

@@ -58,13 +58,16 @@ class EpollFile(File):
 
     # -- the callback run from a watched file's wait queue -----------------------------------
     def _make_callback(self, key: tuple[int, int], item: _Item):
-        def ep_poll_callback(_mask: int) -> None:
+        def ep_poll_callback(mask: int) -> None:
+            # As Linux: a wake that names its events is filtered by them; one that does not
+            # (mask 0) queues the item and epoll_wait's re-poll decides. The file's poll() is
+            # not called here: some files (perf buffers) clear readiness when polled.
             with self._lock:
                 if key not in self._items:
                     return
                 if not (item.events & ~EP_PRIVATE_BITS):
                     return  # disarmed one-shot
-                if not (item.file.poll() & (item.events | _ALWAYS)):
+                if mask and not (mask & item.events):
                     return
                 newly = key not in self._ready
                 self._ready[key] = item
@@ -114,7 +117,9 @@ class EpollFile(File):
                 self._forget(key)
                 return
         # Like ep_insert / ep_modify: poll now, queue if already ready.
-        item.callback(0)
+        ready = file.poll() & item.events
+        if ready:
+            item.callback(ready)
 
     def _forget(self, key: tuple[int, int]) -> None:
         with self._lock:
