@@ -56,7 +56,7 @@ class Tracepoint:
     def record(self, pid: int, values: dict[str, int | bytes]) -> bytearray:
         buf = bytearray(self.size)
         _COMMON.pack_into(buf, 0, self.id & 0xFFFF, 0, 0, pid)
-        for _ctype, fname, off, size, signed in self.fields:
+        for _ctype, fname, off, size, _signed in self.fields:
             v = values.get(fname, 0)
             if isinstance(v, bytes | bytearray):
                 buf[off : off + size] = bytes(v[:size]).ljust(size, b"\0")
