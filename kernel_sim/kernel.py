@@ -6,13 +6,19 @@ perf, kprobes, tracing) hang off it; userland reaches it only through ``SimSysca
 
 from __future__ import annotations
 
+import errno
 import itertools
 import threading
+import time
 from dataclasses import dataclass
 
+from . import rootfs
+from .cpus import CpuSet
+from .fs.file import oserror
 from .fs.vfs import Vfs
 from .task import Task
 from .uapi.perf import PerfType
+from .user_memory import UserMemory
 
 ARCHES = {
     # arch name -> (uname machine, default kernel text base)
@@ -75,7 +81,9 @@ class Kernel:
         self.vfs = Vfs()
         self.ids = {kind: IdAllocator() for kind in ("map", "prog", "link", "btf")}
         self._pids = itertools.count(1)
+        self._boot_ns = time.monotonic_ns()
         self.tasks: dict[int, Task] = {}
+        self.cpus = CpuSet(cpus)
         self.init_task = self.spawn("systemd")
         self._populate_pseudo_fs()
         from .perf import PerfSubsystem
@@ -84,13 +92,52 @@ class Kernel:
         from .tracing import Tracing
 
         self.tracing = Tracing(self)
+        from .syscall_entry import SyscallEntry
+
+        self._syscall_entry = SyscallEntry(self)
+        rootfs.populate(self.vfs)
 
     # -- tasks -----------------------------------------------------------------------------
-    def spawn(self, comm: str, uid: int = 0, gid: int = 0, parent: Task | None = None) -> Task:
+    def spawn(self, comm: str, uid: int = 0, gid: int = 0, cpu: int = 0) -> Task:
         pid = next(self._pids)
-        task = Task(pid=pid, tgid=pid, comm=comm, uid=uid, gid=gid)
+        task = Task(pid=pid, tgid=pid, comm=comm, uid=uid, gid=gid, cpu=cpu % self.ncpus)
+        task.memory = UserMemory()
         self.tasks[pid] = task
         return task
+
+    # -- execution --------------------------------------------------------------------------
+    def kcall(self, name: str, args: tuple, body):
+        """Run kernel function ``name`` with ``args`` (register values); its semantics are body.
+
+        Replaced by the kprobe-aware executor when the kernel has kernel text (kprobes).
+        """
+        return body(*args)
+
+    def syscall(self, task: Task, name: str, *args: int) -> int:
+        """Enter the kernel as ``task``: returns the value or a negative errno, as the ABI does."""
+        return self._syscall_entry(task, name, *args)
+
+    def sleep(self, seconds: float) -> None:
+        self.cpus.sleep(seconds)
+
+    def clock_ns(self) -> int:
+        return time.monotonic_ns() - self._boot_ns
+
+    def unlink(self, path: str) -> None:
+        if not path.startswith("/sys/fs/bpf/"):
+            raise oserror(errno.EPERM)
+        self.vfs.remove(path)
+
+    def start_workload(self, name: str) -> None:
+        from .workloads import WORKLOADS
+
+        if name not in WORKLOADS:
+            raise ValueError(f"unknown workload {name!r}: choose one of {', '.join(WORKLOADS)}")
+        make = WORKLOADS[name]
+        self.cpus.start([(cpu, gen) for cpu in range(self.ncpus) for gen in make(self, cpu)])
+
+    def shutdown(self) -> None:
+        self.cpus.stop()
 
     def exit_task(self, task: Task) -> None:
         task.files.close_all()

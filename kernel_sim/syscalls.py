@@ -16,8 +16,9 @@ from .fs.epoll import EpollFile
 from .fs.eventfd import EventFd
 from .fs.file import File, oserror
 from .kernel import Kernel
+from .syscall_entry import AT_FDCWD
 from .task import Task, running
-from .uapi.epoll import EP_MAX_EVENTS, EPOLL_CLOEXEC, EPOLLIN, O_CLOEXEC
+from .uapi.epoll import EP_MAX_EVENTS, EPOLL_CLOEXEC, EPOLLIN
 from .uapi.syscalls import Utsname
 
 
@@ -110,11 +111,12 @@ class SimSyscalls:
 
     # -- files -----------------------------------------------------------------------------
     def openat(self, path: str, flags: int, mode: int = 0) -> int:
-        if not path:
-            raise oserror(errno.ENOENT)
-        with running(self.task):
-            file = self.kernel.vfs.open(path, flags & ~O_CLOEXEC)
-            return self.task.files.install(file)
+        # Through the syscall entry, so tracepoints and kprobes on do_sys_openat2 see it.
+        addr = self.task.memory.put_str(path)
+        ret = self.kernel.syscall(self.task, "openat", AT_FDCWD, addr, flags, mode)
+        if ret < 0:
+            raise oserror(-ret, path)
+        return ret
 
     def read(self, fd: int, n: int) -> bytes:
         if n < 0:

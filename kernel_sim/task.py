@@ -65,9 +65,11 @@ class Task:
     comm: str
     uid: int = 0
     gid: int = 0
+    cpu: int = 0
     files: FdTable = field(default_factory=FdTable)
-    # Arbitrary per-task state other subsystems attach (user memory, cwd, ...).
+    # Arbitrary per-task state other subsystems attach (cwd, ...).
     state: dict = field(default_factory=dict)
+    memory: object = None  # UserMemory: where the task's pointer arguments live
 
     @property
     def comm_bytes(self) -> bytes:

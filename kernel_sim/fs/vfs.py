@@ -45,6 +45,7 @@ FS_FLAVOURS = {
     "sysfs": (True, _DEFAULT_POLLMASK | EPOLLERR | EPOLLPRI),
     "procfs": (False, _DEFAULT_POLLMASK),
     "tracefs": (False, _DEFAULT_POLLMASK),
+    "rootfs": (False, 0),  # regular files: no poll op (epoll refuses them with EPERM)
 }
 
 
@@ -83,15 +84,14 @@ class DirFile(File):
 class GenOpenFile(File):
     """An open generated file: reads walk the content made at open time."""
 
-    pollable = True
-
-    def poll(self) -> int:
-        return self.node.pollmask
-
     def __init__(self, node: GenFile, flags: int) -> None:
         super().__init__(flags)
         self.node = node
         self._content: bytes | None = None
+        self.pollable = bool(node.pollmask)
+
+    def poll(self) -> int:
+        return self.node.pollmask
 
     def _data(self) -> bytes:
         if self._content is None:
