@@ -86,6 +86,7 @@ class Kernel:
         self.cpus = CpuSet(cpus)
         self.init_task = self.spawn("systemd")
         self._populate_pseudo_fs()
+        from .bpf import commands  # noqa: F401  (registers the bpf() command handlers)
         from .perf import PerfSubsystem
 
         self.perf = PerfSubsystem(self)
