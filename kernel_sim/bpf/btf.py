@@ -8,7 +8,6 @@ id (BTF_GET_FD_BY_ID / BTF_GET_NEXT_ID / OBJ_GET_INFO_BY_FD).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import struct
 from typing import TYPE_CHECKING
@@ -16,7 +15,8 @@ from typing import TYPE_CHECKING
 from ..fs.file import File, oserror
 from ..task import current
 from ..uapi.bpf import BpfBtfInfo, BpfCmd, BtfLoadAttr
-from ..usermem import copy_from_user, copy_to_user
+from ..usermem import copy_from_user
+from .objinfo import copy_array
 from .syscall import bpf_command, check_attr_unused_zero
 from .verifier_log import VerifierLog
 
@@ -116,18 +116,31 @@ class BtfObject:
         self.types = types
         self.id = kernel.ids["btf"].alloc(self)
         self.kernel = kernel
+        self.refs = 0
+
+
+    def open_file(self, flags: int = 0) -> File:
+        return BtfFile(self)
 
 
 class BtfFile(File):
     name = "btf"
     is_btf = True
+    info_type = BpfBtfInfo
 
     def __init__(self, btf: BtfObject) -> None:
         super().__init__()
         self.btf = btf
+        btf.refs += 1
+
+    def bpf_info(self, user: BpfBtfInfo) -> BpfBtfInfo:
+        copy_array(user.btf, min(user.btf_size, len(self.btf.data)), self.btf.data)
+        return BpfBtfInfo(btf=user.btf, btf_size=len(self.btf.data), id=self.btf.id)
 
     def release(self) -> None:
-        self.btf.kernel.ids["btf"].remove(self.btf.id)
+        self.btf.refs -= 1
+        if self.btf.refs == 0:
+            self.btf.kernel.ids["btf"].remove(self.btf.id)
 
 
 @bpf_command(BpfCmd.BTF_LOAD)
@@ -148,12 +161,3 @@ def btf_load(kernel: Kernel, attr: memoryview) -> int:
     log.write("".join(line + "\n" for line in lines))
     log.finish(attr, BtfLoadAttr, "btf_log_true_size")
     return current().files.install(BtfFile(BtfObject(kernel, data, types)))
-
-
-def btf_info(btf: BtfObject, info_addr: int, info_len: int) -> bytes:
-    info = BpfBtfInfo(btf_size=len(btf.data), id=btf.id)
-    want = BpfBtfInfo.from_buffer_copy(copy_from_user(info_addr, min(info_len, ctypes.sizeof(BpfBtfInfo))).ljust(
-        ctypes.sizeof(BpfBtfInfo), b"\0"))
-    if want.btf and want.btf_size:
-        copy_to_user(want.btf, btf.data[: want.btf_size])
-    return bytes(info)

@@ -15,7 +15,7 @@ from .bpf_enums import AttachType, BpfCmd, HelperId, LinkType, MapType, ProgType
 
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
-BPF_ATTR_SIZE = 152  # sizeof(union bpf_attr) in current kernels; larger inputs must be zero-tailed
+BPF_ATTR_SIZE = 168  # sizeof(union bpf_attr) in Linux 6.18; larger inputs must be zero-tailed
 
 # Map update flags.
 BPF_ANY = 0
