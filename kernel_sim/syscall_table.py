@@ -44,3 +44,19 @@ def syscall_nr(arch: str, name: str) -> int:
 def syscalls_of(arch: str) -> dict[str, int]:
     """name -> number for the syscalls this arch has."""
     return {name: syscall_nr(arch, name) for name in SYSCALLS if syscall_nr(arch, name) >= 0}
+
+
+# C types of the arguments, as the syscalls/sys_enter_* formats print them (default: long).
+ARG_TYPES = {
+    "fd": "unsigned int", "buf": "char *", "count": "size_t", "addr": "unsigned long", "len": "unsigned long",
+    "prot": "unsigned long", "off": "unsigned long", "cmd": "unsigned int", "arg": "unsigned long",
+    "rqtp": "struct __kernel_timespec *", "rmtp": "struct __kernel_timespec *",
+    "uservaddr": "struct sockaddr *", "addrlen": "int", "clone_flags": "unsigned long", "newsp": "unsigned long",
+    "parent_tidptr": "int *", "child_tidptr": "int *", "tls": "unsigned long", "filename": "const char *",
+    "argv": "const char *const *", "envp": "const char *const *", "error_code": "int",
+    "name": "struct new_utsname *", "epfd": "int", "events": "struct epoll_event *", "maxevents": "int",
+    "timeout": "int", "op": "int", "event": "struct epoll_event *", "dfd": "int", "flags": "int",
+    "mode": "umode_t", "pathname": "const char *", "flag": "int", "sigmask": "const sigset_t *",
+    "sigsetsize": "size_t", "attr_uptr": "struct perf_event_attr *", "pid": "pid_t", "cpu": "int",
+    "group_fd": "int", "uattr": "union bpf_attr *", "size": "unsigned int",
+}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from .fs.file import File, oserror
 from .fs.vfs import OpenHook
 from .perf.events import TracingEvent
-from .syscall_table import SYSCALLS, syscalls_of
+from .syscall_table import ARG_TYPES, SYSCALLS, syscalls_of
 from .task import current
 from .uapi.bpf import ProgType
 from .uapi.epoll import EPOLLIN, EPOLLRDNORM, O_ACCMODE, O_RDONLY
@@ -56,9 +56,15 @@ class Tracepoint:
     def record(self, pid: int, values: dict[str, int | bytes]) -> bytearray:
         buf = bytearray(self.size)
         _COMMON.pack_into(buf, 0, self.id & 0xFFFF, 0, 0, pid)
-        for _ctype, fname, off, size, _signed in self.fields:
-            v = values.get(fname, 0)
-            if isinstance(v, bytes | bytearray):
+        for ctype, fname, off, size, _signed in self.fields:
+            v = values.get(fname.split("[", 1)[0], 0)
+            if ctype.startswith("__data_loc"):
+                # Dynamic data goes after the fixed part; the field holds (length << 16) | offset.
+                data = bytes(v) + b"\0" if isinstance(v, bytes | bytearray) else b"\0"
+                loc = len(buf)
+                buf += data
+                buf[off : off + 4] = ((len(data) << 16) | loc).to_bytes(4, "little")
+            elif isinstance(v, bytes | bytearray):
                 buf[off : off + size] = bytes(v[:size]).ljust(size, b"\0")
             else:
                 buf[off : off + size] = (v & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
@@ -148,12 +154,12 @@ class Tracing:
         self.add("sched", "sched_process_exec", [
             ("__data_loc char[]", "filename", 8, 4, 0), ("pid_t", "pid", 12, 4, 1), ("pid_t", "old_pid", 16, 4, 1)])
         self.add("sched", "sched_switch", [
-            ("char[16]", "prev_comm", 8, 16, 0), ("pid_t", "prev_pid", 24, 4, 1), ("int", "prev_prio", 28, 4, 1),
-            ("long", "prev_state", 32, 8, 1), ("char[16]", "next_comm", 40, 16, 0), ("pid_t", "next_pid", 56, 4, 1),
+            ("char", "prev_comm[16]", 8, 16, 0), ("pid_t", "prev_pid", 24, 4, 1), ("int", "prev_prio", 28, 4, 1),
+            ("long", "prev_state", 32, 8, 1), ("char", "next_comm[16]", 40, 16, 0), ("pid_t", "next_pid", 56, 4, 1),
             ("int", "next_prio", 60, 4, 1)])
         self.add("sched", "sched_process_exit", [
-            ("char[16]", "comm", 8, 16, 0), ("pid_t", "pid", 24, 4, 1), ("int", "prio", 28, 4, 1)])
-        self.add("raw_syscalls", "sys_enter", [("long", "id", 8, 8, 1), ("unsigned long[6]", "args", 16, 48, 0)])
+            ("char", "comm[16]", 8, 16, 0), ("pid_t", "pid", 24, 4, 1), ("int", "prio", 28, 4, 1)])
+        self.add("raw_syscalls", "sys_enter", [("long", "id", 8, 8, 1), ("unsigned long", "args[6]", 16, 48, 0)])
         self.add("raw_syscalls", "sys_exit", [("long", "id", 8, 8, 1), ("long", "ret", 16, 8, 1)])
         self._populate_tracefs()
 
@@ -179,7 +185,7 @@ class Tracing:
         for name in syscalls_of(self.kernel.arch):
             args = SYSCALLS[name][2]
             enter = [("int", "__syscall_nr", 8, 4, 1)]
-            enter += [("unsigned long", arg, 16 + 8 * i, 8, 0) for i, arg in enumerate(args)]
+            enter += [(ARG_TYPES.get(arg, "long"), arg, 16 + 8 * i, 8, 0) for i, arg in enumerate(args)]
             self.add("syscalls", f"sys_enter_{name}", enter)
             self.add("syscalls", f"sys_exit_{name}", [("int", "__syscall_nr", 8, 4, 1), ("long", "ret", 16, 8, 1)])
 
