@@ -1,0 +1,61 @@
+"""The tail UI is a pure function of its state; histograms print as bcc and bpftrace print them."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from loader.histogram import bpftrace_hist_lines, log2_hist_lines
+from loader.tail_ui import TailState, render
+
+
+def _screen(state: TailState, now: float) -> str:
+    console = Console(width=100, record=True, color_system=None)
+    console.print(render(state, now=now))
+    return console.export_text()
+
+
+def test_bcc_log2_histogram_layout():
+    lines = log2_hist_lines([0, 1, 0, 5, 20], "usecs")
+    assert lines[0] == "     usecs               : count     distribution"
+    assert lines[1] == "         0 -> 1          : 1        |**                                      |"
+    assert lines[4] == "         8 -> 15         : 20       |****************************************|"
+    assert log2_hist_lines([0, 0, 0]) == []
+
+
+def test_bpftrace_histogram_labels():
+    lines = bpftrace_hist_lines([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4])
+    assert lines == ["[1K, 2K)                   4 |" + "@" * 52 + "|"]
+
+
+def test_rates_events_lost_and_fill_are_rendered():
+    state = TailState("opensnoop", ncpus=2, max_events=3)
+    t0 = state.started
+    for i in range(10):
+        state.add_event(i % 2, f"pid={i} file=/etc/passwd", now=t0 + 0.5 + i * 0.01)
+    state.add_lost(1, 7)
+    state.fill_per_cpu = {0: 0.5, 1: 1.0}
+    screen = _screen(state, now=t0 + 1.0)
+    assert "10 events  10/s  lost 7" in screen
+    assert "pid=9 file=/etc/passwd" in screen and "pid=6 " not in screen  # only the last 3 kept
+    assert "█████·····" in screen and "██████████" in screen
+
+
+def test_filter_and_pause_keep_counting_but_hide_events():
+    state = TailState("t", ncpus=1)
+    state.filter = "passwd"
+    state.add_event(0, "file=/etc/passwd")
+    state.add_event(0, "file=/etc/hosts")
+    state.paused = True
+    state.add_event(0, "file=/etc/passwd")
+    screen = _screen(state, now=state.started + 1)
+    assert state.total == 3 and len(state.events) == 1
+    assert "filter: 'passwd'" in screen and "PAUSED" in screen and "/etc/hosts" not in screen
+
+
+def test_maps_and_histograms_are_drawn():
+    state = TailState("t", ncpus=1)
+    state.maps = {"counts": [("bash", "12")]}
+    state.histograms = {"latency": [0, 2, 4]}
+    screen = _screen(state, now=state.started + 1)
+    assert "counts" in screen and "bash" in screen and "12" in screen
+    assert "2 -> 3" in screen and "latency" in screen
