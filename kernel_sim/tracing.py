@@ -82,22 +82,18 @@ class Tracepoint:
 
 
 class TracepointEvent(TracingEvent):
-    prog_type = ProgType.TRACEPOINT
-
     def __init__(self, subsys, attr, pid, cpu, tracepoint: Tracepoint) -> None:
         super().__init__(subsys, attr, pid, cpu)
         self.tracepoint = tracepoint
         tracepoint.events.append(self)
 
-    def attach_prog(self, prog) -> None:
-        # Kprobe programs may attach to kprobe-backed trace events (the legacy tracefs path).
-        if self.tracepoint.category == "kprobes" and prog.prog_type == ProgType.KPROBE:
-            if self.prog is not None:
-                raise oserror(errno.EEXIST)
-            self.prog = prog
-            prog.refs += 1
-            return
-        super().attach_prog(prog)
+    @property
+    def prog_type(self) -> int:  # type: ignore[override]
+        # Kprobe-backed trace events (the legacy tracefs path) take kprobe programs.
+        return ProgType.KPROBE if self.tracepoint.category == "kprobes" else ProgType.TRACEPOINT
+
+    def hook_events(self) -> list[TracingEvent]:
+        return self.tracepoint.events
 
     def unregister(self) -> None:
         if self in self.tracepoint.events:

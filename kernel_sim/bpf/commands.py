@@ -1,3 +1,3 @@
 """Imports every module that registers bpf() command handlers, so booting a kernel has them all."""
 
-from . import btf, objinfo, prog  # noqa: F401
+from . import btf, links, objinfo, prog  # noqa: F401

@@ -136,10 +136,14 @@ class TracingEvent(PerfEvent):
     def attach_prog(self, prog) -> None:
         if prog.prog_type != self.prog_type:
             raise oserror(errno.EINVAL)
-        if self.prog is not None:
-            raise oserror(errno.EEXIST)
+        if self.prog is not None or any(ev.prog is prog for ev in self.hook_events()):
+            raise oserror(errno.EEXIST)  # Linux: one program per event, once per hook
         self.prog = prog
         prog.refs += 1
+
+    def hook_events(self) -> list[TracingEvent]:
+        """The events sharing this one's hook (tracepoint or probe point)."""
+        return [self]
 
     def detach_prog(self) -> None:
         if self.prog is not None:
