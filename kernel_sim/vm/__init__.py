@@ -1,0 +1,1 @@
+"""The eBPF VM: address space, verifier, interpreter, JIT and helpers."""
