@@ -17,14 +17,16 @@ EVENTS = ["syscalls/sys_enter_openat", "syscalls/sys_exit_openat", "raw_syscalls
           "raw_syscalls/sys_exit", "sched/sched_process_exec", "syscalls/sys_enter_read"]
 
 
+def linux_with_tracefs():
+    """This machine's kernel, with tracefs mounted (it may not be on a fresh machine)."""
+    if subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    return open_kernel("linux")
+
+
 @pytest.fixture(params=["sim", "linux"])
 def traced_kernel(request):
-    if request.param == "linux":
-        probe = subprocess.run(["mountpoint", "-q", TRACEFS])
-        if probe.returncode != 0:
-            subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
-        return open_kernel("linux")
-    return open_kernel("sim")
+    return linux_with_tracefs() if request.param == "linux" else open_kernel("sim")
 
 
 def _fields(fmt: str) -> list[str]:
@@ -36,7 +38,7 @@ def test_record_formats_match_linux(traced_kernel, event):
     fmt = read_file(traced_kernel, f"{TRACEFS}/events/{event}/format")
     ident = int(read_file(traced_kernel, f"{TRACEFS}/events/{event}/id"))
     assert f"ID: {ident}\n" in fmt
-    linux_fmt = read_file(open_kernel("linux"), f"{TRACEFS}/events/{event}/format")
+    linux_fmt = read_file(linux_with_tracefs(), f"{TRACEFS}/events/{event}/format")
     assert _fields(fmt) == _fields(linux_fmt)
 
 
