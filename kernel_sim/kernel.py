@@ -19,6 +19,7 @@ from .fs.vfs import Vfs
 from .task import Task
 from .uapi.perf import PerfType
 from .user_memory import UserMemory
+from .vm.memory import AddressSpace
 
 ARCHES = {
     # arch name -> (uname machine, default kernel text base)
@@ -68,7 +69,7 @@ class IdAllocator:
 
 class Kernel:
     def __init__(self, arch: str = "x86_64", cpus: int = 2, release: str = DEFAULT_RELEASE,
-                 hostname: str = "bpfload") -> None:
+                 hostname: str = "bpfload", engine: str = "jit") -> None:
         if arch not in ARCHES:
             raise ValueError(f"unknown arch {arch!r}: choose one of {', '.join(ARCHES)}")
         if cpus < 1:
@@ -79,6 +80,8 @@ class Kernel:
         self.hostname = hostname
         self.version = "#1 SMP PREEMPT_DYNAMIC bpfload"
         self.vfs = Vfs()
+        self.vm = AddressSpace()  # what BPF programs can address (kernel_sim/vm/memory.py)
+        self.engine = engine  # "jit" or "interp": how loaded programs run
         self.ids = {kind: IdAllocator() for kind in ("map", "prog", "link", "btf")}
         self._pids = itertools.count(1)
         self._boot_ns = time.monotonic_ns()

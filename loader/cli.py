@@ -66,7 +66,23 @@ def kernel(sub: argparse._SubParsersAction) -> None:
     info.set_defaults(func=cmd_kernel_info)
 
 
+# Subcommands living in their own modules register themselves with @subcommand on import.
+SUBCOMMAND_MODULES = ("loader.cli_run", "loader.cli_inspect", "loader.cli_vm", "loader.cli_bpftool")
+
+
+def _load_subcommand_modules() -> None:
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+
+
 def build_parser() -> argparse.ArgumentParser:
+    _load_subcommand_modules()
     parser = argparse.ArgumentParser(
         prog="bpfload",
         description="Load and run eBPF objects on a simulated kernel (default) or on Linux, the way Aya does.",
