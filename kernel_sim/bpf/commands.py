@@ -1,3 +1,4 @@
 """Imports every module that registers bpf() command handlers, so booting a kernel has them all."""
 
 from . import btf, links, objinfo, prog  # noqa: F401
+from . import engine as _engine  # noqa: F401  (installs prog.BUILD_ENGINE: verifier + VM)

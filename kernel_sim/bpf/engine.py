@@ -1,0 +1,135 @@
+"""The glue from BPF_PROG_LOAD to a runnable program: verify, build the VmProgram, pick an engine.
+
+Why here and not in prog.py: prog.py is about the syscall's attribute rules; this module is
+about execution. It installs ``prog.BUILD_ENGINE``. The engine is the JIT
+(kernel_sim.vm.jit.JitEngine) when the kernel asks for it and the module exists, else the
+reference interpreter. ``run_raw`` runs bare instructions on a private address space, which
+is what the conformance suite and ``bpfload vm exec`` need.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..cpus import current_cpu
+from ..fs.file import oserror
+from ..task import current
+from ..uapi.insn import Insn, decode
+from ..vm.helpers import helper_table
+from ..vm.interpreter import Interpreter
+from ..vm.memory import AddressSpace, VmFault
+from ..vm.program import VmProgram
+from ..vm.runctx import ProgramExit, RunContext, execute
+from . import prog as prog_module
+
+
+def jit_class():
+    """kernel_sim.vm.jit.JitEngine, or None while the JIT is absent or broken."""
+    try:
+        return importlib.import_module("kernel_sim.vm.jit").JitEngine
+    except (ImportError, AttributeError):
+        return None
+
+
+def engine_kinds() -> list[str]:
+    """The engines available in this tree: always "interp", "jit" when it imports."""
+    return ["interp", "jit"] if jit_class() is not None else ["interp"]
+
+
+def make_vm_engine(vmprog: VmProgram, kind: str):
+    """An engine for ``vmprog``: "jit" falls back to the interpreter when there is no JIT."""
+    if kind == "jit":
+        cls = jit_class()
+        if cls is not None:
+            return cls(vmprog)
+    elif kind != "interp":
+        raise ValueError(f"unknown engine {kind!r}: choose interp or jit")
+    return Interpreter(vmprog)
+
+
+# -- the conformance runner's environment ------------------------------------------------------
+def _unwind(run, r1, r2, r3, r4, r5) -> int:
+    """bpf_conformance's helper 5: returns its argument; a 0 ends the program with r0 = 0."""
+    if r1 == 0:
+        raise ProgramExit(0)
+    return r1
+
+
+CONFORMANCE_HELPERS = {5: _unwind}
+
+
+def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", helpers: dict | None = None,
+            trace: list | None = None) -> tuple[int, bytes]:
+    """Run bare instructions as the conformance runner does: r1 = mem (or 0), r2 = len(mem).
+
+    Returns (r0, memory after the run). Raises VmFault on a bad access.
+    """
+    if isinstance(insns, bytes | bytearray):
+        insns = decode(insns)
+    vm = AddressSpace()
+    vmprog = VmProgram.build(insns, CONFORMANCE_HELPERS if helpers is None else helpers, vm)
+    engine = make_vm_engine(vmprog, kind)
+    run = RunContext(None, vm=vm, trace=trace, printk=lambda text: None)
+    buf = bytearray(mem)
+    r1 = run.map_region(buf) if mem else 0
+    r0 = execute(engine, run, r1, len(mem))
+    return r0, bytes(buf)
+
+
+# -- loaded programs -----------------------------------------------------------------------------
+class LoadedEngine:
+    """What BpfProg.engine holds: the VM engine plus the facts a run needs."""
+
+    def __init__(self, kernel, vmprog: VmProgram, vm_engine, kind: str) -> None:
+        self.kernel = kernel
+        self.vmprog = vmprog
+        self.vm_engine = vm_engine
+        self.kind = kind
+        self.prog = None          # the BpfProg, bound on first use by BpfProg (see bind)
+        self.last_fault: VmFault | None = None
+
+    def new_run(self, trace: list | None = None) -> RunContext:
+        task = current()
+        return RunContext(self.kernel, cpu=current_cpu(), task=task, prog=self.prog, trace=trace)
+
+    def run(self, run: RunContext, r1: int, r2: int = 0) -> int:
+        """The engine interface, so a LoadedEngine can be tail-called."""
+        return self.vm_engine.run(run, r1, r2)
+
+    def call_function(self, run: RunContext, pc: int, *args: int) -> int:
+        return self.vm_engine.call_function(run, pc, *args)
+
+    def execute(self, run: RunContext, r1: int, r2: int = 0) -> int:
+        """Run with faults turned into a stop: r0 = 0 and the fault kept in ``last_fault``."""
+        try:
+            return execute(self.vm_engine, run, r1, r2)
+        except VmFault as fault:
+            self.last_fault = fault
+            if self.kernel is not None:
+                self.kernel.tracing.printk(f"bpf prog {self.vmprog.name or '?'}: {fault}")
+            return 0
+
+    def run_ctx(self, ctx: bytes | bytearray) -> int:
+        """Run on a copy of ctx mapped as a region; r1 points to it."""
+        run = self.new_run()
+        addr = run.map_region(bytearray(ctx))
+        return self.execute(run, addr)
+
+
+def build_engine(kernel, prepared, meta, log) -> tuple[LoadedEngine, int]:
+    """prog.BUILD_ENGINE: verifier, then VmProgram, then the engine the kernel asks for."""
+    from ..vm import verifier
+
+    try:
+        result = verifier.verify(kernel, prepared, meta, log)
+    except verifier.VerifierError as e:
+        log.write(e.log)
+        raise oserror(e.errno) from None
+    vmprog = VmProgram.build(prepared.insns, helper_table(), kernel.vm, prepared.map_refs, meta.name,
+                             int(meta.prog_type), getattr(result, "insn_aux", None))
+    kind = getattr(kernel, "engine", "interp")
+    vm_engine = make_vm_engine(vmprog, kind)
+    return LoadedEngine(kernel, vmprog, vm_engine, kind), result.verified_insns
+
+
+prog_module.BUILD_ENGINE = build_engine

@@ -1,0 +1,223 @@
+"""The reference interpreter: one instruction at a time, semantics from alu.py.
+
+Why it exists next to the JIT: it is the readable definition of what a program does. The JIT
+must agree with it on r0, memory and the sequence of helper calls for every program.
+
+Conventions both engines follow (see runctx.py): registers are u64 Python ints; a helper
+call leaves r1-r5 unchanged (the verifier makes them unreadable anyway); a bpf-to-bpf call
+(src=1) gets its own 512-byte frame and the callee cannot disturb the caller's r6-r9 / r10;
+callx (0x8d) calls the helper whose id is in the dst register; memory is addressed through
+``vm.regions`` and any bad access raises VmFault(pc, addr, size).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+from ..uapi.insn import (
+    BPF_ALU,
+    BPF_ALU64,
+    BPF_ATOMIC,
+    BPF_CALL,
+    BPF_CMPXCHG,
+    BPF_END,
+    BPF_EXIT,
+    BPF_FETCH,
+    BPF_JA,
+    BPF_JMP,
+    BPF_JMP32,
+    BPF_LDX,
+    BPF_MEM,
+    BPF_MEMSX,
+    BPF_PSEUDO_CALL,
+    BPF_ST,
+    BPF_STX,
+    BPF_TO_BE,
+    BPF_X,
+    BPF_XCHG,
+    LD_IMM64,
+)
+from .alu import U32, U64, alu32, alu64, endian, jmp_cond
+from .memory import VmFault
+from .program import VmProgram
+
+BPF_LOAD_ACQ = 0x100
+BPF_STORE_REL = 0x110
+ATOMIC_LOCK = threading.Lock()  # atomics are atomic across simulated CPUs
+_FMT = {0x00: ("<I", "<i", 4), 0x08: ("<H", "<h", 2), 0x10: ("<B", "<b", 1), 0x18: ("<Q", "<q", 8)}
+_MEM_ERRORS = (KeyError, struct.error, IndexError, TypeError, ValueError, OverflowError)
+
+
+def load(regions: dict, addr: int, size_code: int, pc: int, signed: bool = False) -> int:
+    """Read an unsigned (or sign-extended, as u64) value of the given BPF size at addr."""
+    ufmt, sfmt, size = _FMT[size_code]
+    try:
+        v = struct.unpack_from(sfmt if signed else ufmt, regions[addr >> 32], addr & 0xFFFFFFFF)[0]
+    except _MEM_ERRORS:
+        raise VmFault(pc, addr, size, "read") from None
+    return v & U64
+
+
+def store(regions: dict, addr: int, size_code: int, value: int, pc: int) -> None:
+    """Write the low bytes of value at addr."""
+    ufmt, _, size = _FMT[size_code]
+    try:
+        struct.pack_into(ufmt, regions[addr >> 32], addr & 0xFFFFFFFF, value & ((1 << (8 * size)) - 1))
+    except _MEM_ERRORS:
+        raise VmFault(pc, addr, size, "write") from None
+
+
+class Interpreter:
+    """Executes a VmProgram. ``run``/``call_function`` follow the engine interface of runctx.py."""
+
+    def __init__(self, program: VmProgram) -> None:
+        self.program = program
+        self.code = [(i.code, i.dst, i.src, i.off, i.imm) for i in program.insns]
+
+    def run(self, run, r1: int, r2: int = 0) -> int:
+        regs = [0] * 11
+        regs[1], regs[2] = r1 & U64, r2 & U64
+        regs[10] = run.frame_pointer(run.depth)
+        return self._exec(run, regs, 0)
+
+    def call_function(self, run, pc: int, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+        regs = [0, r1 & U64, r2 & U64, r3 & U64, r4 & U64, r5 & U64, 0, 0, 0, 0, 0]
+        outer = run.depth
+        run.depth = outer + 1
+        try:
+            regs[10] = run.frame_pointer(run.depth)
+            return self._exec(run, regs, pc)
+        finally:
+            run.depth = outer
+
+    # The loop is long on purpose: one flat dispatch per class reads like the RFC's tables.
+    def _exec(self, run, regs: list[int], pc: int) -> int:  # noqa: C901, PLR0912, PLR0915
+        code_list = self.code
+        imm64 = self.program.imm64
+        helpers = self.program.helpers
+        regions = run.vm.regions
+        frames: list[tuple[int, tuple[int, ...]]] = []
+        budget = run.max_insns - run.insns
+        count = 0
+        n = len(code_list)
+        while True:
+            if pc >= n or pc < 0:
+                raise VmFault(pc, 0, 0, "jump out of the program")
+            code, dst, src, off, imm = code_list[pc]
+            count += 1
+            cls = code & 0x07
+            if cls == BPF_ALU64 or cls == BPF_ALU:
+                op = code & 0xF0
+                if op == BPF_END:
+                    regs[dst] = endian(regs[dst], imm, (code & 0x08) == BPF_TO_BE, cls == BPF_ALU64)
+                elif cls == BPF_ALU64:
+                    b = regs[src] if code & BPF_X else imm & U64
+                    regs[dst] = alu64(op, regs[dst], b, off)
+                else:
+                    b = regs[src] if code & BPF_X else imm & U32
+                    regs[dst] = alu32(op, regs[dst], b, off)
+                pc += 1
+            elif cls == BPF_JMP or cls == BPF_JMP32:
+                op = code & 0xF0
+                if op == BPF_JA:
+                    step = imm if cls == BPF_JMP32 else off
+                    if step < 0:
+                        self._check_budget(run, count, budget, pc)
+                    pc += step + 1
+                elif op == BPF_CALL and cls == BPF_JMP:
+                    if src == BPF_PSEUDO_CALL:
+                        frames.append((pc + 1, (regs[6], regs[7], regs[8], regs[9], regs[10])))
+                        run.depth += 1
+                        try:
+                            regs[10] = run.frame_pointer(run.depth)
+                        except VmFault:
+                            raise VmFault(pc, 0, 0, "call (more than 8 frames)") from None
+                        self._check_budget(run, count, budget, pc)
+                        pc += imm + 1
+                        continue
+                    if src != 0 and not code & BPF_X:
+                        raise VmFault(pc, 0, 0, f"call of kind {src} (kfunc)")
+                    fn_id = regs[dst] if code & BPF_X else imm
+                    fn = helpers.get(fn_id)
+                    if fn is None:
+                        raise VmFault(pc, fn_id, 0, f"call to unknown helper {fn_id}")
+                    run.insns += count
+                    budget -= count
+                    count = 0
+                    regs[0] = run.call_helper(fn, fn_id, regs[1], regs[2], regs[3], regs[4], regs[5])
+                    pc += 1
+                elif op == BPF_EXIT and cls == BPF_JMP:
+                    if not frames:
+                        run.insns += count
+                        return regs[0]
+                    pc, saved = frames.pop()
+                    regs[6], regs[7], regs[8], regs[9], regs[10] = saved
+                    run.depth -= 1
+                else:
+                    b = regs[src] if code & BPF_X else imm & U64
+                    if jmp_cond(op, regs[dst], b, cls == BPF_JMP32):
+                        if off < 0:
+                            self._check_budget(run, count, budget, pc)
+                        pc += off + 1
+                    else:
+                        pc += 1
+            elif cls == BPF_LDX:
+                mode = code & 0xE0
+                if mode not in (BPF_MEM, BPF_MEMSX):
+                    raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
+                regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc, mode == BPF_MEMSX)
+                pc += 1
+            elif cls == BPF_STX:
+                addr = (regs[dst] + off) & U64
+                mode = code & 0xE0
+                if mode == BPF_MEM:
+                    store(regions, addr, code & 0x18, regs[src], pc)
+                elif mode == BPF_ATOMIC and imm == BPF_LOAD_ACQ:
+                    regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc)
+                elif mode == BPF_ATOMIC:
+                    self._atomic(regions, regs, code & 0x18, addr, src, imm, pc)
+                else:
+                    raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
+                pc += 1
+            elif cls == BPF_ST:
+                store(regions, (regs[dst] + off) & U64, code & 0x18, imm & U64, pc)
+                pc += 1
+            elif code == LD_IMM64:
+                regs[dst] = imm64.get(pc, imm & U32)
+                pc += 2
+            else:
+                raise VmFault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")
+
+    @staticmethod
+    def _check_budget(run, count: int, budget: int, pc: int) -> None:
+        if count > budget:
+            run.insns += count
+            raise VmFault(pc, 0, 0, f"run (more than {run.max_insns} instructions executed)")
+
+    @staticmethod
+    def _atomic(regions: dict, regs: list[int], size_code: int, addr: int, src: int, imm: int, pc: int) -> None:
+        """BPF_ATOMIC at addr: add/or/and/xor (+fetch), xchg, cmpxchg, store-release."""
+        if imm == BPF_STORE_REL:
+            store(regions, addr, size_code, regs[src], pc)
+            return
+        if size_code not in (0x00, 0x18):
+            raise VmFault(pc, addr, 0, "atomic of this size")
+        mask = U32 if size_code == 0x00 else U64
+        with ATOMIC_LOCK:
+            old = load(regions, addr, size_code, pc)
+            operand = regs[src] & mask
+            if imm == BPF_XCHG:
+                new = operand
+            elif imm == BPF_CMPXCHG:
+                new = operand if (regs[0] & mask) == old else old
+            else:
+                op = imm & ~BPF_FETCH
+                if op not in (0x00, 0x40, 0x50, 0xA0):
+                    raise VmFault(pc, addr, 0, f"atomic op 0x{imm:x}")
+                new = alu64(op, old, operand) & mask
+            store(regions, addr, size_code, new, pc)
+        if imm == BPF_CMPXCHG:
+            regs[0] = old
+        elif imm & BPF_FETCH:
+            regs[src] = old
