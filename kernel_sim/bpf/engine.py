@@ -59,7 +59,7 @@ CONFORMANCE_HELPERS = {5: _unwind}
 
 
 def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", helpers: dict | None = None,
-            trace: list | None = None) -> tuple[int, bytes]:
+            trace: list | None = None, max_insns: int | None = None) -> tuple[int, bytes]:
     """Run bare instructions as the conformance runner does: r1 = mem (or 0), r2 = len(mem).
 
     Returns (r0, memory after the run). Raises VmFault on a bad access.
@@ -70,6 +70,8 @@ def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", h
     vmprog = VmProgram.build(insns, CONFORMANCE_HELPERS if helpers is None else helpers, vm)
     engine = make_vm_engine(vmprog, kind)
     run = RunContext(None, vm=vm, trace=trace, printk=lambda text: None)
+    if max_insns is not None:
+        run.max_insns = max_insns
     buf = bytearray(mem)
     r1 = run.map_region(buf) if mem else 0
     r0 = execute(engine, run, r1, len(mem))
