@@ -16,6 +16,7 @@ import time
 
 import pytest
 import trio
+import trio.testing
 
 from kernel_sim.uapi.epoll import EFD_CLOEXEC, EFD_NONBLOCK, EPOLLIN, MAP_SHARED, PROT_READ, PROT_WRITE
 from kernel_sim.uapi.perf import (
