@@ -1,0 +1,203 @@
+"""The parser's output is what Linux's verifier accepts: each example object is loaded on this
+machine's kernel from the BpfObject alone (BTF, maps, relocated instructions, func_info and
+line_info) with raw bpf() calls, and where libbpf can load the same object (bpftool), the
+kernel's translated program has the same size as libbpf's.
+
+This is deliberately a tiny, test-only loader: it checks loader.obj, not loader.ebpf.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kernel_sim.uapi.bpf import (
+    BpfCmd,
+    BtfLoadAttr,
+    MapCreateAttr,
+    MapElemAttr,
+    MapFreezeAttr,
+    ObjPinAttr,
+    ProgLoadAttr,
+    make_attr,
+)
+from kernel_sim.uapi.bpf_enums import MapType
+from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
+from loader.obj import BpfObject, MapDef, load_object
+from tests.conftest import linux_bpf_denied
+
+REPO = Path(__file__).resolve().parent.parent
+OBJECTS = sorted((REPO / "examples").glob("*.o")) + sorted((REPO / "tests" / "objects").glob("*.o"))
+IDS = [p.relative_to(REPO).as_posix() for p in OBJECTS]
+BPFFS = Path("/sys/fs/bpf")
+
+
+def possible_cpus() -> int:
+    text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+class MiniLoader:
+    """Create maps, patch lddw, load programs: the few steps every BPF loader does."""
+
+    def __init__(self, sys, obj: BpfObject) -> None:
+        self.sys, self.obj = sys, obj
+        self.fds: list[int] = []
+        self.keep: list[object] = []
+        self.map_fds: dict[str, int] = {}
+        self.btf_fd = 0
+
+    def close(self) -> None:
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                self.sys.close(fd)
+
+    def _buf(self, data: bytes) -> int:
+        buf = ctypes.create_string_buffer(bytes(data), max(len(data), 1))
+        self.keep.append(buf)
+        return ctypes.addressof(buf)
+
+    def load_btf(self) -> None:
+        if self.obj.btf is None:
+            return
+        raw = self.obj.btf.to_bytes()
+        log = ctypes.create_string_buffer(65536)
+        attr = make_attr(BtfLoadAttr, btf=self._buf(raw), btf_size=len(raw), btf_log_buf=ctypes.addressof(log),
+                         btf_log_size=len(log), btf_log_level=1)
+        try:
+            self.btf_fd = self.sys.bpf(BpfCmd.BTF_LOAD, attr)
+        except OSError as e:
+            raise AssertionError(f"BTF_LOAD: {e}\n{log.value.decode()}") from None
+        self.fds.append(self.btf_fd)
+
+    def create_map(self, m: MapDef) -> int:
+        inner_fd = self.create_map(m.inner) if m.inner is not None else 0
+        max_entries = m.max_entries
+        if m.map_type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
+            max_entries = possible_cpus()
+        fields = dict(map_type=m.map_type, key_size=m.key_size, value_size=m.value_size, max_entries=max_entries,
+                      map_flags=m.map_flags, inner_map_fd=inner_fd, map_name=m.kernel_name.encode())
+        if self.btf_fd and m.btf_value_type_id:
+            fields.update(btf_fd=self.btf_fd, btf_key_type_id=m.btf_key_type_id,
+                          btf_value_type_id=m.btf_value_type_id)
+        fd = self.sys.bpf(BpfCmd.MAP_CREATE, make_attr(MapCreateAttr, **fields))
+        self.fds.append(fd)
+        if m.data is not None and m.is_global_data:
+            key = struct.pack("<I", 0)
+            self.sys.bpf(BpfCmd.MAP_UPDATE_ELEM,
+                         make_attr(MapElemAttr, map_fd=fd, key=self._buf(key), value=self._buf(m.data)))
+            if m.frozen:
+                self.sys.bpf(BpfCmd.MAP_FREEZE, make_attr(MapFreezeAttr, map_fd=fd))
+        return fd
+
+    def create_maps(self) -> None:
+        for name, m in self.obj.maps.items():
+            self.map_fds[name] = self.create_map(m)
+
+    def load_program(self, name: str) -> int:
+        p = self.obj.programs[name]
+        insns = bytearray(p.insns)
+        for r in p.map_relocs:
+            at = r.insn_index * 8
+            dst = insns[at + 1] & 0x0F
+            src = BPF_PSEUDO_MAP_FD if r.kind == "map_fd" else BPF_PSEUDO_MAP_VALUE
+            insns[at + 1] = (src << 4) | dst
+            struct.pack_into("<i", insns, at + 4, self.map_fds[r.map_name])
+            struct.pack_into("<i", insns, at + 12, r.offset)
+        log = ctypes.create_string_buffer(1 << 20)
+        fields = dict(prog_type=p.prog_type, insn_cnt=p.insn_count, insns=self._buf(bytes(insns)),
+                      license=self._buf(self.obj.license.encode() + b"\0"), log_level=1, log_size=len(log),
+                      log_buf=ctypes.addressof(log), kern_version=self.obj.kernel_version,
+                      prog_name=p.name[:15].encode(), expected_attach_type=p.expected_attach_type or 0)
+        if self.btf_fd and p.func_info:
+            fields.update(prog_btf_fd=self.btf_fd, func_info_rec_size=8, func_info=self._buf(p.func_info_bytes()),
+                          func_info_cnt=len(p.func_info), line_info_rec_size=16,
+                          line_info=self._buf(p.line_info_bytes()), line_info_cnt=len(p.line_info))
+        try:
+            fd = self.sys.bpf(BpfCmd.PROG_LOAD, make_attr(ProgLoadAttr, **fields))
+        except OSError as e:
+            raise AssertionError(f"PROG_LOAD {name}: {e}\n{log.value.decode()[-3000:]}") from None
+        self.fds.append(fd)
+        return fd
+
+
+@pytest.fixture
+def linux():
+    reason = linux_bpf_denied()
+    if reason:
+        pytest.skip(reason)
+    from loader.backends import open_kernel
+
+    return open_kernel("linux")
+
+
+def bpftool_json(*args: str):
+    return json.loads(subprocess.run(["bpftool", "-j", *args], check=True, capture_output=True, text=True).stdout)
+
+
+def pin(sys, fd: int, path: Path, keep: list) -> None:
+    name = ctypes.create_string_buffer(str(path).encode())
+    keep.append(name)
+    sys.bpf(BpfCmd.OBJ_PIN, make_attr(ObjPinAttr, pathname=ctypes.addressof(name), bpf_fd=fd))
+
+
+@pytest.mark.linux
+@pytest.mark.parametrize("path", OBJECTS, ids=IDS)
+def test_object_loads_on_linux(linux, path: Path):
+    obj = load_object(path)
+    loader = MiniLoader(linux, obj)
+    try:
+        loader.load_btf()
+        loader.create_maps()
+        for name in obj.programs:
+            assert loader.load_program(name) > 0
+    finally:
+        loader.close()
+
+
+def libbpf_loadable(path: Path) -> bool:
+    obj = load_object(path)
+    return not any(m.name == "maps" or m.section == "maps" for m in obj.maps.values())
+
+
+@pytest.mark.linux
+@pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
+@pytest.mark.parametrize("path", [p for p in OBJECTS if "examples" in p.parts], ids=lambda p: p.name)
+def test_same_translation_as_libbpf(linux, path: Path, tmp_path: Path):
+    """Our relocated program, once verified, is exactly as long as libbpf's (bpftool prog loadall)."""
+    if not libbpf_loadable(path):
+        pytest.skip(f"{path.name} uses Aya's legacy 'maps' section, which libbpf 1.x refuses")  # true everywhere
+    if not BPFFS.is_dir() or not os.path.ismount(BPFFS):
+        pytest.skip("bpffs is not mounted at /sys/fs/bpf")
+    obj = load_object(path)
+    tag = f"bpfload_test_{os.getpid()}_{path.stem.replace('.', '_')}"
+    theirs, ours = BPFFS / (tag + "_libbpf"), BPFFS / (tag + "_ours")
+    subprocess.run(["bpftool", "prog", "loadall", str(path), str(theirs)], check=True, capture_output=True)
+    loader = MiniLoader(linux, obj)
+    ours.mkdir()
+    try:
+        loader.load_btf()
+        loader.create_maps()
+        for name in obj.programs:
+            pin(linux, loader.load_program(name), ours / name, loader.keep)
+            a = bpftool_json("prog", "show", "pinned", str(theirs / name))
+            b = bpftool_json("prog", "show", "pinned", str(ours / name))
+            assert (b["type"], b["bytes_xlated"], len(b.get("map_ids", []))) == (
+                a["type"], a["bytes_xlated"], len(a.get("map_ids", [])))
+            assert b["tag"] == a["tag"]
+    finally:
+        loader.close()
+        shutil.rmtree(theirs, ignore_errors=True)
+        shutil.rmtree(ours, ignore_errors=True)
