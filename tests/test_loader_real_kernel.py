@@ -1,0 +1,251 @@
+"""The loader against this machine's kernel: real programs, real events, real perf and ring buffers.
+
+Everything here needs bpf() and tracefs (root on Linux); it skips with the reason where bpf()
+is denied. BPF objects that the examples do not cover (a uprobe, a verifier rejection) are
+built with clang into tmp_path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from loader.backends import open_kernel
+from loader.ebpf import Ebpf, EbpfLoader
+from loader.errors import VerifierError
+from loader.links import PerfLink
+from loader.maps import HashMap, PerCpuArray
+from loader.perf_buffer import PerfEventArray
+from loader.programs import UProbe, kernel_version, symbol_file_offset
+from loader.ringbuf_reader import RingBuf
+from tests.conftest import REPO, linux_bpf_denied
+
+EXAMPLES = REPO / "examples"
+EVENT = struct.Struct("<IIiI16s256s")
+TRACEFS = "/sys/kernel/tracing"
+ARCH = os.uname().machine
+BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{ {'x86_64': 'x86', 'aarch64': 'arm64'}.get(ARCH, ARCH)}",
+              f"-I/usr/include/{ARCH}-linux-gnu"]
+
+
+@pytest.fixture(scope="module")
+def linux():
+    reason = linux_bpf_denied()
+    if reason:
+        pytest.skip(reason)
+    if subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    return open_kernel("linux")
+
+
+def clang_bpf(tmp_path: Path, name: str, source: str) -> Path:
+    if shutil.which("clang") is None:
+        pytest.fail("clang is required to build test BPF objects (installed by CI)")
+    src = tmp_path / f"{name}.bpf.c"
+    src.write_text(source)
+    out = tmp_path / f"{name}.bpf.o"
+    subprocess.run(["clang", *BPF_CFLAGS, "-c", str(src), "-o", str(out)], check=True)
+    return out
+
+
+def cstr(raw: bytes) -> bytes:
+    return raw.split(b"\0", 1)[0]
+
+
+def test_every_example_loads_on_linux(linux):
+    for path in sorted(EXAMPLES.glob("*.bpf.o")):
+        with Ebpf.load_file(path, kernel=linux) as ebpf:
+            assert ebpf.programs and ebpf.maps is not None
+            for prog in ebpf.programs.values():
+                prog.load()
+                info = prog.info()
+                assert info.type == prog.prog_type
+                assert info.xlated_prog_len // 8 >= 1
+                assert info.name.decode() == prog.kernel_name
+            for name, m in ebpf.maps.items():
+                info = m.info()
+                assert (info.type, info.key_size, info.value_size) == (m.map_type, m.key_size, m.value_size)
+                assert info.name.decode() == ebpf.obj.maps[name].kernel_name
+
+
+def test_tracepoint_events_through_perf_buffers(linux, tmp_path):
+    with Ebpf.load_file(EXAMPLES / "opensnoop_tp.bpf.o", kernel=linux) as ebpf:
+        prog = ebpf.program("opensnoop_tp")
+        prog.load()
+        link = prog.attach("syscalls", "sys_enter_openat")
+        assert isinstance(link, PerfLink)
+        perf = PerfEventArray(ebpf.take_map("events"))
+        bufs = perf.open_all(page_count=8)
+        assert [b.cpu for b in bufs] == sorted(b.cpu for b in bufs) and bufs
+        names = [str(tmp_path / f"marker_{i}") for i in range(5)]
+        for n in names:
+            os.close(os.open(n, os.O_CREAT | os.O_WRONLY, 0o600))
+        seen = []
+        for buf in bufs:
+            events, lost = buf.read_events()
+            assert lost == 0
+            for raw in events:
+                pid, _uid, flags, _pad, comm, filename = EVENT.unpack_from(raw)
+                if pid == os.getpid() and b"marker_" in filename:
+                    seen.append(cstr(filename).decode())
+                    assert flags & os.O_CREAT
+        assert seen == names
+        link.detach()
+        os.close(os.open(names[0], os.O_RDONLY))
+        after = [raw for buf in bufs for raw in buf.read_events()[0] if b"marker_" in raw]
+        assert after == []  # detached: no more events
+        perf.close()
+
+
+def test_ring_buffer_events_from_exec(linux):
+    with Ebpf.load_file(EXAMPLES / "execsnoop.bpf.o", kernel=linux) as ebpf:
+        prog = ebpf.program("execsnoop")
+        prog.load()
+        with prog.attach():
+            rb = RingBuf(ebpf.take_map("rb"))
+            child = subprocess.run(["/bin/true"])
+            assert child.returncode == 0
+            records = rb.drain()
+        assert any(b"/bin/true" in r or b"true\0" in r for r in records), records
+        assert rb.next() is None
+        rb.close()
+
+
+def test_globals_set_before_load_and_rodata_frozen(linux):
+    loader = EbpfLoader(kernel=linux).set_global("target_tgid", os.getpid()).set_global("sample_every", 2)
+    with loader.load_file(EXAMPLES / "globals.bpf.o") as ebpf:
+        prog = ebpf.program("count_syscalls")
+        prog.load()
+        rodata = ebpf.map(".rodata")
+        raw = rodata.data.lookup(b"\0" * 4)
+        assert struct.unpack_from("<I", raw, 0)[0] == os.getpid()
+        assert struct.unpack_from("<Q", raw, 8)[0] == 2
+        with pytest.raises(OSError) as e:
+            rodata.data.update(b"\0" * 4, raw)
+        assert e.value.errno == errno.EPERM  # frozen
+        with prog.attach("raw_syscalls", "sys_enter"):
+            for _ in range(20):
+                os.getppid()
+        bss = ebpf.map(".bss").data.lookup(b"\0" * 4)
+        seen, sampled, last = struct.unpack_from("<QQI", bss)
+        assert seen >= 20 and sampled == seen // 2 and last == os.getpid()
+    with pytest.raises(Exception, match="no global"):
+        EbpfLoader(kernel=linux).set_global("nope", 1).load_file(EXAMPLES / "globals.bpf.o")
+
+
+def test_hash_map_filled_by_a_program(linux):
+    with Ebpf.load_file(EXAMPLES / "syscount.bpf.o", kernel=linux) as ebpf:
+        prog = ebpf.program("syscount")
+        prog.load()
+        counts = HashMap(ebpf.map("counts"))
+        with prog.attach("raw_syscalls", "sys_enter"):
+            for _ in range(10):
+                os.getppid()
+        mine = counts[os.getpid()]  # decoded from the map's BTF: struct counter -> dict
+        assert set(mine) == {"count", "last_nr", "comm"}
+        assert mine["count"] >= 10
+        assert mine["comm"] == Path("/proc/self/comm").read_text().strip()[:15]
+        assert all(v["count"] > 0 for v in counts.values())
+
+
+UPROBE_TARGET = r"""
+#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int bpfload_target(int x) { __asm__ volatile(""); return x * 2; }
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), s = 0;
+    for (int i = 0; i < n; i++) s += bpfload_target(i);
+    printf("%d\n", s);
+    return 0;
+}
+"""
+
+UPROBE_PROG = r"""
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, __u32); __type(value, __u64); }
+    args SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); }
+    rets SEC(".maps");
+SEC("uprobe")
+int on_call(struct pt_regs *ctx) {
+    __u32 x = (__u32)PT_REGS_PARM1(ctx);
+    __u64 one = 1, *v = bpf_map_lookup_elem(&args, &x);
+    if (v) __sync_fetch_and_add(v, 1); else bpf_map_update_elem(&args, &x, &one, BPF_ANY);
+    return 0;
+}
+SEC("uretprobe")
+int on_return(struct pt_regs *ctx) {
+    __u32 k = 0;
+    __u64 *sum = bpf_map_lookup_elem(&rets, &k);
+    if (sum) *sum += PT_REGS_RC(ctx);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_uprobe_and_uretprobe_on_a_real_binary(linux, tmp_path):
+    if shutil.which("cc") is None and shutil.which("gcc") is None and shutil.which("clang") is None:
+        pytest.fail("a C compiler is required")
+    (tmp_path / "target.c").write_text(UPROBE_TARGET)
+    binary = tmp_path / "target"
+    subprocess.run([shutil.which("cc") or "clang", "-O1", "-o", str(binary), str(tmp_path / "target.c")], check=True)
+    obj = clang_bpf(tmp_path, "up", UPROBE_PROG)
+    assert symbol_file_offset(str(binary), "bpfload_target") > 0
+    with Ebpf.load_file(obj, kernel=linux) as ebpf:
+        entry, ret = ebpf.program("on_call"), ebpf.program("on_return")
+        assert isinstance(entry, UProbe) and ret.definition.is_retprobe
+        entry.load()
+        ret.load()
+        l1 = entry.attach(str(binary), "bpfload_target")
+        l2 = ret.attach(str(binary), "bpfload_target")
+        out = subprocess.run([str(binary), "7"], capture_output=True, text=True, check=True)
+        counts = HashMap(ebpf.map("args"))
+        assert dict(counts.items()) == {i: 1 for i in range(7)}
+        rets = PerCpuArray(ebpf.map("rets"))
+        assert sum(rets[0]) == int(out.stdout) == sum(2 * i for i in range(7))
+        l1.detach()
+        l2.detach()
+        subprocess.run([str(binary), "3"], capture_output=True, check=True)
+        assert dict(counts.items()) == {i: 1 for i in range(7)}  # detached: unchanged
+
+
+BAD_PROG = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4); __type(key, __u32); __type(value, __u64); }
+    m SEC(".maps");
+SEC("tracepoint/syscalls/sys_enter_openat")
+int bad(void *ctx) {
+    __u32 k = 0;
+    __u64 *v = bpf_map_lookup_elem(&m, &k);
+    return *v;   /* no NULL check: the verifier must refuse */
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_verifier_rejection_carries_the_log(linux, tmp_path):
+    obj = clang_bpf(tmp_path, "bad", BAD_PROG)
+    with Ebpf.load_file(obj, kernel=linux) as ebpf:
+        prog = ebpf.program("bad")
+        with pytest.raises(VerifierError) as e:
+            prog.load()
+        assert e.value.errno == errno.EACCES
+        assert "map_value_or_null" in e.value.log
+        assert "invalid mem access" in str(e.value)
+        assert not prog.loaded
+
+
+def test_kernel_version_from_uname(linux):
+    major, minor, _patch = kernel_version(linux)
+    assert f"{major}.{minor}" in os.uname().release
