@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel_sim.uapi.insn import BPF_PSEUDO_CALL, LD_IMM64, decode
+from kernel_sim.uapi.insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, LD_IMM64, decode
 from loader.obj import MapKind, load_object
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,10 +87,13 @@ def test_programs_match_symbol_table(path: Path):
         sec = sections[int(sym["ndx"])]
         raw = path.read_bytes()[sec["offset"] + sym["value"] : sec["offset"] + sym["value"] + sym["size"]]
         own = prog.insns[: prog.size]
+        relinked = {
+            i for i in range(0, len(raw), 8)
+            if (raw[i] == 0x85 and raw[i + 1] >> 4 == BPF_PSEUDO_CALL) or (raw[i] == LD_IMM64 and own[i + 1] >> 4 == 4)
+        }  # calls and function-pointer lddws get new offsets
         for i in range(0, len(raw), 8):
-            if raw[i] == 0x85 and raw[i + 1] >> 4 == BPF_PSEUDO_CALL:
-                continue  # call offsets are re-linked
-            assert own[i : i + 8] == raw[i : i + 8], f"{name} insn {i // 8}"
+            if i not in relinked:
+                assert own[i : i + 8] == raw[i : i + 8], f"{name} insn {i // 8}"
         callee_size = sum(f["size"] for f in funcs if f["name"] in prog.callees)
         assert prog.insn_count * 8 == prog.size + callee_size
 
@@ -137,7 +140,7 @@ def test_calls_land_on_function_starts(path: Path):
             pos += obj.functions[callee][2] // 8
         assert pos == len(insns)
         for i, ins in enumerate(insns):
-            if ins.code == 0x85 and ins.src == BPF_PSEUDO_CALL:
+            if (ins.code == 0x85 and ins.src == BPF_PSEUDO_CALL) or (ins.code == LD_IMM64 and ins.src == BPF_PSEUDO_FUNC):
                 assert i + ins.imm + 1 in starts, f"{prog.name}: call at {i} -> {i + ins.imm + 1}"
 
 

@@ -88,6 +88,13 @@ class PinningType(int, Enum):
     BY_NAME = 1
 
 
+_NO_BTF_MAP_TYPES = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE, MapType.ARRAY_OF_MAPS,
+    MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP,
+    MapType.SOCKHASH, MapType.QUEUE, MapType.STACK, MapType.RINGBUF, MapType.PROG_ARRAY,
+})
+
+
 @dataclass
 class MapDef:
     """One map to create (BPF_MAP_CREATE fields plus what the loader needs around it)."""
@@ -124,6 +131,18 @@ class MapDef:
         """The name given to BPF_MAP_CREATE (BPF_OBJ_NAME_LEN-1 = 15 characters, [A-Za-z0-9_.])."""
         name = "".join(c if c.isalnum() or c in "_." else "_" for c in self.name)
         return name[:15]
+
+    @property
+    def create_btf_ids(self) -> tuple[int, int]:
+        """(btf_key_type_id, btf_value_type_id) to pass to BPF_MAP_CREATE.
+
+        The kernel refuses BTF key/value types for map kinds whose values are fds or that have
+        no key (libbpf drops them for the same list); the declared ids stay in the fields above
+        for decoding.
+        """
+        if self.map_type in _NO_BTF_MAP_TYPES:
+            return (0, 0)
+        return (self.btf_key_type_id, self.btf_value_type_id)
 
     @property
     def is_global_data(self) -> bool:
