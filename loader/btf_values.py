@@ -74,6 +74,7 @@ class BtfTypeInfo:
     nelems: int = 0
     members: list[BtfMember] = field(default_factory=list)
     enum_signed: bool = False
+    vars: list[tuple[int, int, int]] = field(default_factory=list)  # DATASEC: (var type id, offset, size)
 
 
 class BtfTypes:
@@ -122,7 +123,9 @@ class BtfTypes:
             elif kind == BTF_KIND_VAR:
                 pos += 4
             elif kind == BTF_KIND_DATASEC:
-                pos += 12 * vlen
+                for _ in range(vlen):
+                    t.vars.append(struct.unpack_from("<III", data, pos))
+                    pos += 12
             elif kind == BTF_KIND_DECL_TAG:
                 pos += 4
             self.types.append(t)
@@ -148,12 +151,15 @@ class BtfTypes:
 
     def size_of(self, type_id: int) -> int:
         t = self.resolve(type_id)
-        if t.kind in (BTF_KIND_INT, BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_ENUM, BTF_KIND_ENUM64, BTF_KIND_FLOAT):
+        if t.kind in (BTF_KIND_INT, BTF_KIND_STRUCT, BTF_KIND_UNION, BTF_KIND_ENUM, BTF_KIND_ENUM64, BTF_KIND_FLOAT,
+                      BTF_KIND_DATASEC):
             return t.size_or_type
         if t.kind == BTF_KIND_PTR:
             return 8
         if t.kind == BTF_KIND_ARRAY:
             return t.nelems * self.size_of(t.elem_type)
+        if t.kind == BTF_KIND_VAR:
+            return self.size_of(t.size_or_type)
         raise BtfError(f"BTF type {type_id} (kind {t.kind}) has no size")
 
     def decode(self, type_id: int, raw: bytes | memoryview, bit_offset: int = 0, bit_size: int = 0) -> Any:
@@ -195,6 +201,12 @@ class BtfTypes:
                     byte = m.bit_offset // 8
                     out[name] = self.decode(m.type_id, raw[byte : byte + self.size_of(m.type_id)])
             return out
+        if t.kind == BTF_KIND_DATASEC:  # a global-data map's value: its variables by name
+            out = {}
+            for var_id, off, size in t.vars:
+                var = self.get(var_id)
+                out[var.name] = self.decode(var.size_or_type, raw[off : off + size])
+            return out
         raise BtfError(f"cannot decode BTF kind {t.kind}")
 
     def encode(self, type_id: int, value: Any) -> bytes:
@@ -227,6 +239,13 @@ class BtfTypes:
                 else:
                     part = self.encode(m.type_id, value[m.name])
                     buf[m.bit_offset // 8 : m.bit_offset // 8 + len(part)] = part
+            return bytes(buf)
+        if t.kind == BTF_KIND_DATASEC:
+            buf = bytearray(size)
+            for var_id, off, vsize in t.vars:
+                var = self.get(var_id)
+                if var.name in value:
+                    buf[off : off + vsize] = self.encode(var.size_or_type, value[var.name])
             return bytes(buf)
         raise BtfError(f"cannot encode BTF kind {t.kind}")
 

@@ -132,9 +132,10 @@ def test_globals_set_before_load_and_rodata_frozen(linux):
         with prog.attach("raw_syscalls", "sys_enter"):
             for _ in range(20):
                 os.getppid()
-        bss = ebpf.map(".bss").data.lookup(b"\0" * 4)
-        seen, sampled, last = struct.unpack_from("<QQI", bss)
-        assert seen >= 20 and sampled == seen // 2 and last == os.getpid()
+        bss = ebpf.map(".bss")[0]  # decoded by the .bss DATASEC: variables by name
+        assert bss["calls_seen"] >= 20 and bss["calls_sampled"] == bss["calls_seen"] // 2
+        assert bss["last_tgid"] == os.getpid()
+        assert ebpf.map(".rodata")[0] == {"target_tgid": os.getpid(), "sample_every": 2}
     with pytest.raises(Exception, match="no global"):
         EbpfLoader(kernel=linux).set_global("nope", 1).load_file(EXAMPLES / "globals.bpf.o")
 
