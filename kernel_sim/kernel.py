@@ -100,6 +100,13 @@ class Kernel:
 
         self._syscall_entry = SyscallEntry(self)
         rootfs.populate(self.vfs)
+        from .kprobe import Kprobes
+
+        # Kernel text + symbol table (two-stage link), kprobes; kcall becomes the kprobe-aware executor.
+        self.kprobes = Kprobes(self)
+        self.kprobes.populate_files()
+        self.kcall = self.kprobes.kcall  # type: ignore[method-assign]
+        self.kprobe_trace_event_hook = self.kprobes.trace_event_hook
 
     # -- tasks -----------------------------------------------------------------------------
     def spawn(self, comm: str, uid: int = 0, gid: int = 0, cpu: int = 0) -> Task:
