@@ -188,6 +188,15 @@ class SimSyscalls:
             mirror = self._mirrors[fd] = PollMirror(self._file(fd))
         return mirror.fd
 
+    # -- the simulated system's activity (not a syscall: what the machine is doing) --------
+    def start_workload(self, name: str) -> None:
+        """Start a built-in workload (kernel_sim/workloads.py) on the simulated CPUs."""
+        self.kernel.start_workload(name)
+
+    def stop_workload(self) -> None:
+        """Stop the simulated CPUs' workloads (joins their threads)."""
+        self.kernel.shutdown()
+
     # -- teardown ----------------------------------------------------------------------------
     def close_all(self) -> None:
         """Close every descriptor of the process (what exit does)."""

@@ -6,7 +6,9 @@ floor(log2(v)) + 1 == i (slot 0 holds v == 0), as bcc's bpf_log2l buckets them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 
 def _stars(value: int, value_max: int, width: int) -> str:
@@ -64,3 +66,104 @@ def bpftrace_hist_lines(counts: Sequence[int], width: int = 52) -> list[str]:
         bar = "@" * (counts[i] * width // value_max if value_max else 0)
         lines.append(f"{label:<20}{counts[i]:>8} |{bar:<{width}}|")
     return lines
+
+
+# -- map snapshots: what `bpfload run` prints for a program's maps -------------------------------
+
+HIST_NAME_HINTS = ("hist", "dist", "slot", "lat", "log2")
+MAX_HIST_SLOTS = 128
+TABLE_ROWS = 30
+
+
+@dataclass
+class MapSnapshot:
+    """A map's contents at one moment, shaped for printing: a table of rows or a histogram."""
+
+    name: str
+    kind: str  # "table" or "hist"
+    rows: list[tuple[Any, Any]] = field(default_factory=list)  # (key, value), sorted for display
+    counts: list[int] = field(default_factory=list)  # hist: count per log2 slot
+    total_rows: int = 0
+
+
+def _combine(value: Any) -> Any:
+    """Per-CPU values (a list per CPU) shown as their sum when they are numbers."""
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
+        return sum(value)
+    return value
+
+
+def _is_int_key(key: Any) -> bool:
+    return isinstance(key, int) and not isinstance(key, bool)
+
+
+def snapshot_map(name: str, items: Iterable[tuple[Any, Any]], *, is_array: bool = False) -> MapSnapshot:
+    """Read ``items`` once and decide how to show them.
+
+    A histogram is what bcc's and bpftrace's tools keep: an array (or hash) indexed by log2
+    slot with integer counts, named like one (hist, dist, slot, lat). Everything else is a
+    table, sorted by value (largest first) when the values are counts.
+    """
+    rows = [(k, _combine(v)) for k, v in items]
+    int_values = all(isinstance(v, int) for _, v in rows)
+    if (rows and int_values and all(_is_int_key(k) and 0 <= k < MAX_HIST_SLOTS for k, _ in rows)
+            and any(h in name.lower() for h in HIST_NAME_HINTS)):
+        counts = [0] * (max(k for k, _ in rows) + 1)
+        for k, v in rows:
+            counts[k] += v
+        return MapSnapshot(name, "hist", counts=counts, total_rows=len(rows))
+    if is_array and int_values:
+        rows = [(k, v) for k, v in rows if v]  # an array's zero slots are noise in a count table
+    if int_values:
+        rows.sort(key=lambda kv: (-kv[1], str(kv[0])))
+    return MapSnapshot(name, "table", rows=rows, total_rows=len(rows))
+
+
+def format_value(value: Any) -> str:
+    """A key or value as one short cell: ints, C strings, struct fields as k=v, bytes as hex."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return " ".join(f"{k}={format_value(v)}" for k, v in value.items() if not str(k).startswith("__"))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def map_text_lines(snap: MapSnapshot, style: str = "bcc", limit: int = TABLE_ROWS) -> list[str]:
+    """The map as text: a log2 histogram in bcc's or bpftrace's layout, or a KEY/VALUE table."""
+    if snap.kind == "hist":
+        body = bpftrace_hist_lines(snap.counts) if style == "bpftrace" else log2_hist_lines(snap.counts)
+        if style == "bpftrace":
+            return [f"@{snap.name}:", *body] if body else [f"@{snap.name}: (empty)"]
+        return [f"{snap.name}:", *body] if body else [f"{snap.name}: (empty)"]
+    if not snap.rows:
+        return [f"{snap.name}: (empty)"]
+    shown = snap.rows[:limit]
+    keys = [format_value(k) for k, _ in shown]
+    width = max(8, *(len(k) for k in keys))
+    lines = [f"{snap.name}:", f"  {'KEY':<{width}}  VALUE"]
+    lines += [f"  {k:<{width}}  {format_value(v)}" for k, (_, v) in zip(keys, shown, strict=True)]
+    if snap.total_rows > len(shown):
+        lines.append(f"  ... {snap.total_rows - len(shown)} more")
+    return lines
+
+
+def jsonable(value: Any) -> Any:
+    """A value json.dumps accepts: bytes as hex, tuples as lists, dict keys as strings."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, int | float | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def snapshot_json(snap: MapSnapshot) -> dict[str, Any]:
+    if snap.kind == "hist":
+        return {"type": "map", "name": snap.name, "kind": "hist", "counts": snap.counts}
+    return {"type": "map", "name": snap.name, "kind": "table",
+            "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in snap.rows]}
