@@ -196,15 +196,24 @@ class Ebpf:
         return data
 
     def _map_create(self, mdef, max_entries: int) -> MapData:
-        inner_fd = 0
-        use_btf = self.btf_fd is not None and (mdef.btf_key_type_id or mdef.btf_value_type_id)
+        inner = None
+        if mdef.inner is not None:  # map-in-map: the kernel wants a template inner map's fd
+            inner = self._map_create(mdef.inner, mdef.inner.max_entries)
+        try:
+            return self._map_create_with(mdef, max_entries, inner.fd if inner else 0)
+        finally:
+            if inner is not None:
+                inner.close()
+
+    def _map_create_with(self, mdef, max_entries: int, inner_fd: int) -> MapData:
+        key_id, value_id = getattr(mdef, "create_btf_ids", (mdef.btf_key_type_id, mdef.btf_value_type_id))
+        use_btf = self.btf_fd is not None and (key_id or value_id)
         for with_btf in ((True, False) if use_btf else (False,)):
             fields = dict(map_type=mdef.map_type, key_size=mdef.key_size, value_size=mdef.value_size,
                           max_entries=max_entries, map_flags=mdef.map_flags, inner_map_fd=inner_fd,
                           numa_node=mdef.numa_node, map_name=mdef.kernel_name.encode())
             if with_btf:
-                fields.update(btf_fd=self.btf_fd, btf_key_type_id=mdef.btf_key_type_id,
-                              btf_value_type_id=mdef.btf_value_type_id)
+                fields.update(btf_fd=self.btf_fd, btf_key_type_id=key_id, btf_value_type_id=value_id)
             try:
                 fd = self.sys.bpf(BpfCmd.MAP_CREATE, make_attr(MapCreateAttr, **fields))
             except OSError as e:

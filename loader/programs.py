@@ -408,7 +408,16 @@ class UProbe(_ProbeProgram):
 
     PMU = "uprobe"
 
-    def attach(self, target: str, symbol: str | int | None = None, offset: int = 0, pid: int | None = None) -> Link:
+    def attach(self, target: str | None = None, symbol: str | int | None = None, offset: int = 0,
+               pid: int | None = None) -> Link:
+        if target is None:  # from the section: uprobe/PATH:SYMBOL[+OFFSET]
+            default = _default_target(self.definition)
+            if not isinstance(default, str) or ":" not in default:
+                raise AttachError(f"uprobe {self.name!r} needs a target binary")
+            target, _, spec = default.rpartition(":")
+            sym, plus, off = spec.partition("+")
+            symbol = sym or None
+            offset += int(off, 0) if plus else 0
         path = resolve_binary(target)
         if isinstance(symbol, int):
             file_offset = symbol + offset
