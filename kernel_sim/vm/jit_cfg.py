@@ -19,8 +19,9 @@ class Block:
     """A maximal straight-line run of instructions [start, end) and how it ends.
 
     kind: "fall" (continues at succs[0]), "ja" (jumps to succs[0]), "cond" (last insn is a
-    conditional jump: succs = [taken, not taken]), "exit", "bad" (falls off the function or
-    jumps outside it: the JIT emits a fault at ``bad_pc``).
+    conditional jump: succs = [taken, not taken]), "exit", "bad" (falls off the function, or a
+    trap block standing for a jump target outside the function or inside an lddw: the JIT
+    emits a fault at ``bad_pc``).
     """
 
     start: int
@@ -89,6 +90,7 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
         pc = nxt
     order = sorted(leaders)
     blocks: dict[int, Block] = {}
+    traps: dict[int, Block] = {}
     for i, s in enumerate(order):
         limit = order[i + 1] if i + 1 < len(order) else end
         pc = s
@@ -102,22 +104,20 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
             b.kind = "exit"
         elif is_jump(ins):
             t = jump_target(last, ins)
-            op = ins.code & 0xF0
             if t not in slot_ok:
-                b.kind, b.bad_pc = "bad", last
-            elif op == BPF_JA:
+                _trap(traps, t)
+            if (ins.code & 0xF0) == BPF_JA:
                 b.kind, b.succs = "ja", [t]
-            elif pc >= end:
-                b.kind, b.bad_pc = "bad", last
-            elif t == pc:
-                b.kind, b.succs = "fall", [pc]   # both edges go to the next insn
             else:
-                b.kind, b.succs = "cond", [t, pc]
-        elif pc >= end:
-            b.kind, b.bad_pc = "bad", last
+                if pc >= end:
+                    _trap(traps, pc)
+                b.kind, b.succs = ("fall", [pc]) if t == pc else ("cond", [t, pc])
         else:
+            if pc >= end:
+                _trap(traps, pc)
             b.kind, b.succs = "fall", [pc]
         blocks[s] = b
+    blocks.update(traps)
     # reverse postorder (iterative DFS)
     post: list[int] = []
     seen = {start}
@@ -156,6 +156,13 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
         if b != start:
             dom_children[idom[b]].append(b)
     return FuncGraph(start, end, blocks, rpo, rpo_index, idom, loop_headers, merge_nodes, dom_children, reducible)
+
+
+def _trap(traps: dict[int, Block], pc: int) -> None:
+    """A block standing for execution reaching ``pc`` outside the function or inside an lddw:
+    the interpreter faults there, so the JIT emits a fault at ``pc``."""
+    if pc not in traps:
+        traps[pc] = Block(pc, pc, "bad", bad_pc=pc)
 
 
 def _dominators(blocks: dict[int, Block], rpo: list[int], index: dict[int, int]) -> dict[int, int]:
