@@ -2,3 +2,4 @@
 
 from . import btf, links, objinfo, prog  # noqa: F401
 from . import engine as _engine  # noqa: F401  (installs prog.BUILD_ENGINE: verifier + VM)
+from . import test_run as _test_run  # noqa: F401  (BPF_PROG_TEST_RUN)

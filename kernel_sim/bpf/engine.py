@@ -15,6 +15,7 @@ from ..cpus import current_cpu
 from ..fs.file import oserror
 from ..task import current
 from ..uapi.insn import Insn, decode
+from ..vm.ctxaccess import CtxLayout, analyse, layout_for, rewrite_pointer_loads
 from ..vm.helpers import helper_table
 from ..vm.interpreter import Interpreter
 from ..vm.memory import AddressSpace, VmFault
@@ -82,11 +83,14 @@ def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", h
 class LoadedEngine:
     """What BpfProg.engine holds: the VM engine plus the facts a run needs."""
 
-    def __init__(self, kernel, vmprog: VmProgram, vm_engine, kind: str) -> None:
+    def __init__(self, kernel, vmprog: VmProgram, vm_engine, kind: str, layout: CtxLayout | None = None,
+                 max_ctx_offset: int = 0) -> None:
         self.kernel = kernel
         self.vmprog = vmprog
         self.vm_engine = vm_engine
         self.kind = kind
+        self.layout = layout                  # ctx with pointer fields (xdp_md, __sk_buff) or None
+        self.max_ctx_offset = max_ctx_offset  # end of the furthest direct ctx access
         self.prog = None          # the BpfProg, bound on first use by BpfProg (see bind)
         self.last_fault: VmFault | None = None
 
@@ -127,11 +131,14 @@ def build_engine(kernel, prepared, meta, log) -> tuple[LoadedEngine, int]:
     except verifier.VerifierError as e:
         log.write(e.log)
         raise oserror(e.errno) from None
-    vmprog = VmProgram.build(prepared.insns, helper_table(), kernel.vm, prepared.map_refs, meta.name,
+    info = analyse(prepared.insns)
+    layout = layout_for(meta.prog_type)
+    insns = rewrite_pointer_loads(prepared.insns, layout, info)
+    vmprog = VmProgram.build(insns, helper_table(), kernel.vm, prepared.map_refs, meta.name,
                              int(meta.prog_type), getattr(result, "insn_aux", None))
     kind = getattr(kernel, "engine", "interp")
     vm_engine = make_vm_engine(vmprog, kind)
-    return LoadedEngine(kernel, vmprog, vm_engine, kind), result.verified_insns
+    return LoadedEngine(kernel, vmprog, vm_engine, kind, layout, info.max_ctx_offset), result.verified_insns
 
 
 prog_module.BUILD_ENGINE = build_engine

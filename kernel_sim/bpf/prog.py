@@ -189,7 +189,7 @@ def prog_load(kernel: Kernel, attr: memoryview) -> int:
         raise oserror(errno.EINVAL) from None
     license_text = strncpy_from_user(a.license, 127).decode(errors="replace") if a.license else ""
     insns = decode(copy_from_user(a.insns, 8 * a.insn_cnt))
-    name = obj_name(bytes(a.prog_name))
+    name = obj_name(bytes(attr[ProgLoadAttr.prog_name.offset:ProgLoadAttr.prog_name.offset + 16]).ljust(16, b"\0"))
     log = VerifierLog(a.log_level, a.log_buf, a.log_size)
     task = current()
     meta = BpfProgMeta(
