@@ -40,6 +40,10 @@ class PerfSubsystem:
         self._ids = itertools.count(1)
         # PMU type -> factory(subsys, attr, pid, cpu) for tracing PMUs (tracepoint, kprobe).
         self.pmus: dict[int, object] = {}
+        from ..kernel import KPROBE_PMU_TYPE
+        from .kprobe_event import open_kprobe_event
+
+        self.pmus[KPROBE_PMU_TYPE] = open_kprobe_event
 
     def next_event_id(self) -> int:
         return next(self._ids)
