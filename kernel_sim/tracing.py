@@ -86,6 +86,7 @@ class TracepointEvent(TracingEvent):
         super().__init__(subsys, attr, pid, cpu)
         self.tracepoint = tracepoint
         tracepoint.events.append(self)
+        _sync_probe(tracepoint)
 
     @property
     def prog_type(self) -> int:  # type: ignore[override]
@@ -98,6 +99,14 @@ class TracepointEvent(TracingEvent):
     def unregister(self) -> None:
         if self in self.tracepoint.events:
             self.tracepoint.events.remove(self)
+        _sync_probe(self.tracepoint)
+
+
+def _sync_probe(tp: Tracepoint) -> None:
+    """A kprobe-backed trace event arms its kprobe while perf events use it (Linux enables it then)."""
+    probe = getattr(tp, "probe", None)
+    if probe is not None:
+        probe.sync()
 
 
 class TracePipe(File):
@@ -259,6 +268,8 @@ class Tracing:
                     raise oserror(errno.EBUSY)
                 del self.kprobe_events[key]
                 self.remove(key)
+                if getattr(tp, "probe", None) is not None:
+                    tp.probe.release()  # type: ignore[attr-defined]
                 continue
             m = self._KPROBE_DEF.match(line)
             if not m:
@@ -281,4 +292,7 @@ class Tracing:
         category, name = key.split("/")
         tp = self.add(category, name, [("unsigned long", "__probe_ip", 8, 8, 0)])
         tp.kprobe = (symbol, offset, retprobe)  # type: ignore[attr-defined]
+        kprobes = getattr(self.kernel, "kprobes", None)
+        if kprobes is not None:  # fires the event's programs on pt_regs through a real kprobe
+            tp.probe = kprobes.trace_event_probe(tp, symbol, offset, retprobe)  # type: ignore[attr-defined]
         return tp

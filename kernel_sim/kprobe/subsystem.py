@@ -170,7 +170,6 @@ class Kprobes:
         where = self.resolve(symbol, offset, addr=addr)
         base = self.table.lookup_name(symbol) if symbol else where
         kp = Kprobe(symbol or "", base, where - base, pre_handler, post_handler, enabled)
-        start, size, off = self.table.size_offset(where)
         code = self._pristine(where, 16)
         return self.manager.register_kprobe(kp, code, self.arch.decode(code))
 
@@ -198,6 +197,47 @@ class Kprobes:
         """Validation for tracefs kprobe_events definitions (Linux's errnos)."""
         self.resolve(symbol, offset, retprobe)
 
+    def trace_event_probe(self, tp, symbol: str, offset: int, retprobe: bool) -> TraceKprobe:
+        return TraceKprobe(self, tp, symbol, offset, retprobe)
 
-def regs_of(frame: Trapframe) -> bytes:
-    return frame.ctx_bytes()
+
+class TraceKprobe:
+    """The kprobe behind a tracefs "p:kprobes/NAME SYMBOL" event.
+
+    Linux registers it disabled and enables it while perf events use the trace event; here it is
+    registered (armed) while the tracepoint has events and unregistered when the last goes, so
+    the function stays on the fast path otherwise. A hit runs each enabled event's program on
+    the pt_regs, as kprobe_perf_func's trace_call_bpf does.
+    """
+
+    def __init__(self, kprobes: Kprobes, tp, symbol: str, offset: int, retprobe: bool) -> None:
+        self.kprobes = kprobes
+        self.tp = tp
+        self.symbol = symbol
+        self.offset = offset
+        self.retprobe = retprobe
+        self.probe: Kprobe | Kretprobe | None = None
+
+    def _fire(self, _probe, frame: Trapframe) -> None:
+        ctx = None
+        for event in list(self.tp.events):
+            if event.enabled and event.prog is not None:
+                ctx = ctx if ctx is not None else frame.ctx_bytes()
+                event.fire(ctx)
+
+    def sync(self) -> None:
+        if self.tp.events and self.probe is None:
+            if self.retprobe:
+                self.probe = self.kprobes.register_kretprobe(self.symbol, handler=self._fire, offset=self.offset)
+            else:
+                self.probe = self.kprobes.register_kprobe(self.symbol, self.offset, pre_handler=self._fire)
+        elif not self.tp.events and self.probe is not None:
+            self.release()
+
+    def release(self) -> None:
+        if isinstance(self.probe, Kretprobe):
+            self.kprobes.unregister_kretprobe(self.probe)
+        elif self.probe is not None:
+            self.kprobes.unregister_kprobe(self.probe)
+        self.probe = None
+
