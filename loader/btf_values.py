@@ -273,7 +273,7 @@ class BytesCodec(Codec):
         self.size = size
 
     def encode(self, value: Any) -> bytes:
-        if isinstance(value, int) and self.size in (1, 2, 4, 8):
+        if isinstance(value, int):  # an int of the field's width (a u128 counter, say)
             return value.to_bytes(self.size, "little", signed=value < 0)
         if isinstance(value, str):
             value = value.encode().ljust(self.size, b"\0")
