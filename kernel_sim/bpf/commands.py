@@ -1,5 +1,5 @@
 """Imports every module that registers bpf() command handlers, so booting a kernel has them all."""
 
-from . import btf, links, objinfo, prog  # noqa: F401
+from . import bpffs, btf, links, map_cmds, objinfo, prog  # noqa: F401
 from . import engine as _engine  # noqa: F401  (installs prog.BUILD_ENGINE: verifier + VM)
 from . import test_run as _test_run  # noqa: F401  (BPF_PROG_TEST_RUN)

@@ -1,0 +1,31 @@
+"""BPF maps: the UnifiedMap family, one class per map type, looked up by MAP_CREATE.
+
+Syscall side (bpf() commands in kernel_sim/bpf/map_cmds.py): ``sys_lookup / sys_update /
+sys_delete / sys_get_next_key / sys_lookup_and_delete`` take user-visible bytes and raise
+OSError. Program side (the VM's helpers): ``prog_lookup(key, cpu) -> addr | 0``,
+``prog_update(key, value, flags, cpu)``, ``prog_delete(key)`` (0 / -errno);
+queue/stack ``prog_push / prog_pop / prog_peek``; perf_event_array ``perf_event_output``;
+prog_array ``prog_at``; ringbuf ``ringbuf`` / ``ringbuf_base`` / ``ringbuf_reserve`` ...;
+``direct_value_size / direct_value_addr`` for BPF_PSEUDO_MAP_VALUE.
+"""
+
+from __future__ import annotations
+
+from ...uapi.bpf import MapType
+from .array import ArrayMap, ArrayOfMaps, PerCpuArrayMap, PerfEventArray, ProgArray
+from .base import ENOTSUPP, BpfMapFile, PerCpuVariants, UnifiedMap
+from .hash import HashMap, HashOfMaps, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+from .queue import QueueMap, StackMap
+from .ringbuf import RingBufMap
+
+MAP_TYPES: dict[int, type[UnifiedMap]] = {
+    cls.map_type: cls
+    for cls in (HashMap, ArrayMap, PerCpuHashMap, PerCpuArrayMap, LruHashMap, LruPerCpuHashMap, PerfEventArray,
+                RingBufMap, QueueMap, StackMap, ProgArray, ArrayOfMaps, HashOfMaps)
+}
+
+__all__ = [
+    "ENOTSUPP", "MAP_TYPES", "ArrayMap", "ArrayOfMaps", "BpfMapFile", "HashMap", "HashOfMaps", "LruHashMap",
+    "LruPerCpuHashMap", "MapType", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuVariants", "PerfEventArray",
+    "ProgArray", "QueueMap", "RingBufMap", "StackMap", "UnifiedMap",
+]
