@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from kernel_sim.uapi.bpf import BpfCmd, ProgLoadAttr, ProgType, make_attr
+from kernel_sim.uapi.bpf import BpfCmd, BtfLoadAttr, ProgLoadAttr, ProgType, make_attr
 from kernel_sim.uapi.bpf import TestRunAttr as RunAttr
 from kernel_sim.uapi.insn import BPF_ADD, BPF_SUB, encode
 from kernel_sim.vm import asm
@@ -23,15 +23,35 @@ ENOTSUPP = 524
 BPF_F_SLEEPABLE = 1 << 4
 
 
-def load(sys, prog_type: int, insns, flags: int = 0, license: bytes = b"GPL") -> int:
+def func_btf(sys, n_funcs: int) -> int:
+    """A BTF with an int, a no-argument FUNC_PROTO returning it and n static FUNCs f0..fn-1."""
+    strs = b"\0int\0" + b"".join(f"f{i}\0".encode() for i in range(n_funcs))
+    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32) + struct.pack("<III", 0, 13 << 24, 1)
+    off = 5
+    for i in range(n_funcs):
+        types += struct.pack("<III", off, 12 << 24, 2)
+        off += len(f"f{i}") + 1
+    blob = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs)) + types + strs
+    data = ctypes.create_string_buffer(blob, len(blob))
+    return sys.bpf(BpfCmd.BTF_LOAD, make_attr(BtfLoadAttr, btf=ctypes.addressof(data), btf_size=len(blob)))
+
+
+def load(sys, prog_type: int, insns, flags: int = 0, license: bytes = b"GPL", funcs: list[int] | None = None) -> int:
+    """PROG_LOAD; ``funcs`` (subprogram entry insns, 0 first) adds the BTF func_info bpf_loop needs."""
     insns = asm.flatten(*insns)
     code = encode(insns)
     buf = ctypes.create_string_buffer(code, len(code))
     lic = ctypes.create_string_buffer(license)
     log = ctypes.create_string_buffer(1 << 16)
+    extra = {}
+    if funcs:
+        info = b"".join(struct.pack("<II", off, 3 + i) for i, off in enumerate(funcs))
+        info_buf = ctypes.create_string_buffer(info, len(info))
+        extra = dict(prog_btf_fd=func_btf(sys, len(funcs)), func_info_rec_size=8,
+                     func_info=ctypes.addressof(info_buf), func_info_cnt=len(funcs))
     attr = make_attr(ProgLoadAttr, prog_type=prog_type, insn_cnt=len(insns), insns=ctypes.addressof(buf),
                      license=ctypes.addressof(lic), prog_flags=flags, log_level=1, log_buf=ctypes.addressof(log),
-                     log_size=1 << 16)
+                     log_size=1 << 16, **extra)
     try:
         return sys.bpf(BpfCmd.PROG_LOAD, attr)
     except OSError as e:

@@ -60,17 +60,18 @@ CONFORMANCE_HELPERS = {5: _unwind}
 
 
 def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", helpers: dict | None = None,
-            trace: list | None = None, max_insns: int | None = None) -> tuple[int, bytes]:
+            trace: list | None = None, max_insns: int | None = None, vm: AddressSpace | None = None,
+            kernel=None) -> tuple[int, bytes]:
     """Run bare instructions as the conformance runner does: r1 = mem (or 0), r2 = len(mem).
 
     Returns (r0, memory after the run). Raises VmFault on a bad access.
     """
     if isinstance(insns, bytes | bytearray):
         insns = decode(insns)
-    vm = AddressSpace()
+    vm = vm if vm is not None else AddressSpace()
     vmprog = VmProgram.build(insns, CONFORMANCE_HELPERS if helpers is None else helpers, vm)
     engine = make_vm_engine(vmprog, kind)
-    run = RunContext(None, vm=vm, trace=trace, printk=lambda text: None)
+    run = RunContext(kernel, vm=vm, trace=trace, printk=None if kernel is not None else lambda text: None)
     if max_insns is not None:
         run.max_insns = max_insns
     buf = bytearray(mem)

@@ -1,15 +1,33 @@
 """BPF helper functions by Linux id: ``fn(run, r1, r2, r3, r4, r5) -> u64``.
 
-Helpers see the program's memory only through ``run.vm`` (checked reads/writes: a bad pointer
-gives Linux's -EFAULT, never an exception), maps through the handle addresses lddw loaded
-(``run.vm.object_at``) and the maps' program-side API (prog_lookup / prog_update / ...).
+Why one table for both engines: the interpreter and the JIT call the same Python functions
+through ``RunContext.call_helper``, so a helper behaves identically (and is traced identically)
+whichever engine runs the program. Helpers see program memory only through ``run.vm``:
+a bad pointer gives the helper's Linux error (-EFAULT, with the destination zeroed where Linux
+zeroes it), never an exception. Maps are found from the handle addresses lddw loaded
+(``run.vm.object_at``) and used through their program-side API (prog_lookup, prog_update,
+prog_delete, prog_push/pop/peek, perf_event_output, prog_at, ringbuf_*). User memory
+(probe_read_user*) is real process memory read with copy_from_user, as the syscall layer does.
 """
 
 from __future__ import annotations
 
+import errno
+import random
+import struct
+
 from ..uapi.bpf_enums import HelperId
+from ..usermem import TASK_SIZE, copy_from_user, strncpy_from_user
+from .program import func_pc
+from .runctx import MAX_TAIL_CALL_CNT, TailCall
 
 U64 = 0xFFFFFFFFFFFFFFFF
+U32 = 0xFFFFFFFF
+MAX_BPRINTF_VARARGS = 12
+MAX_BPRINTF_BUF = 1024
+MAX_BPRINTF_STR = 1024
+BPF_MAX_LOOPS = 1 << 23
+_rng = random.Random()
 
 
 def neg(errno_value: int) -> int:
@@ -17,15 +35,445 @@ def neg(errno_value: int) -> int:
     return (-errno_value) & U64
 
 
-def _ktime_get_ns(run, r1, r2, r3, r4, r5) -> int:
+def _ret(value: int) -> int:
+    """A map method's 0 / -errno as a u64."""
+    return value & U64
+
+
+def _map(run, addr: int):
+    return run.vm.object_at(addr)
+
+
+def _write(run, addr: int, data: bytes) -> bool:
+    return run.vm.write(addr, bytes(data))
+
+
+# -- memory reads: bytes, or the errno the helper reports ----------------------------------------------
+def read_kernel(run, addr: int, size: int) -> bytes | None:
+    """``size`` bytes of VM memory (maps, stack, ctx, packet) or None."""
+    return run.vm.read(addr, size)
+
+
+def _kernel_reader(run, addr: int, size: int) -> bytes | int:
+    """probe_read_kernel: a user-range address is -ERANGE (x86_64's copy_from_kernel_nofault)."""
+    if addr < TASK_SIZE:
+        return errno.ERANGE
+    data = run.vm.read(addr, size)
+    return errno.EFAULT if data is None else data
+
+
+def _user_reader(run, addr: int, size: int) -> bytes | int:
+    try:
+        return copy_from_user(addr, size)
+    except OSError:
+        return errno.EFAULT
+
+
+def read_kernel_str(run, addr: int, size: int) -> bytes | None:
+    """The string at addr (without NUL), at most size - 1 bytes, or None when unreadable."""
+    if size <= 0:
+        return b""
+    buf, off = run.vm.region(addr)
+    if buf is None:
+        return None
+    view = memoryview(buf).cast("B")
+    if off >= len(view):
+        return None
+    chunk = bytes(view[off:off + size - 1])
+    nul = chunk.find(b"\0")
+    if nul >= 0:
+        return chunk[:nul]
+    if off + size - 1 > len(view):
+        return None  # ran off the region before a NUL
+    return chunk
+
+
+def _kernel_str_reader(run, addr: int, size: int) -> bytes | int:
+    if addr < TASK_SIZE:
+        return errno.ERANGE
+    data = read_kernel_str(run, addr, size)
+    return errno.EFAULT if data is None else data
+
+
+def _user_str_reader(run, addr: int, size: int) -> bytes | int:
+    try:
+        return strncpy_from_user(addr, size - 1)
+    except OSError:
+        return errno.EFAULT
+
+
+def _compat_reader(run, addr: int, size: int) -> bytes | int:
+    """bpf_probe_read (compat): user below TASK_SIZE, kernel above, as on x86_64."""
+    return _user_reader(run, addr, size) if addr < TASK_SIZE else _kernel_reader(run, addr, size)
+
+
+def _compat_str_reader(run, addr: int, size: int) -> bytes | int:
+    return _user_str_reader(run, addr, size) if addr < TASK_SIZE else _kernel_str_reader(run, addr, size)
+
+
+def _probe_read(reader):
+    def helper(run, dst, size, src, r4, r5) -> int:
+        data = reader(run, src, size) if size else b""
+        if isinstance(data, int):
+            _write(run, dst, bytes(size))
+            return neg(data)
+        return 0 if _write(run, dst, data) else neg(errno.EFAULT)
+
+    return helper
+
+
+def _probe_read_str(reader):
+    def helper(run, dst, size, src, r4, r5) -> int:
+        if size == 0:
+            return 0
+        data = reader(run, src, size)
+        if isinstance(data, int):
+            _write(run, dst, bytes(size))
+            return neg(data)
+        _write(run, dst, data + b"\0")
+        return len(data) + 1
+
+    return helper
+
+
+# -- maps ------------------------------------------------------------------------------------------------
+def map_lookup_elem(run, map_addr, key_addr, r3, r4, r5) -> int:
+    m = _map(run, map_addr)
+    key = read_kernel(run, key_addr, m.key_size) if m is not None else None
+    if key is None:
+        return 0
+    return m.prog_lookup(key, run.cpu) & U64
+
+
+def map_update_elem(run, map_addr, key_addr, value_addr, flags, r5) -> int:
+    m = _map(run, map_addr)
+    if m is None:
+        return neg(errno.EINVAL)
+    key = read_kernel(run, key_addr, m.key_size)
+    value = read_kernel(run, value_addr, m.value_size)
+    if key is None or value is None:
+        return neg(errno.EFAULT)
+    return _ret(m.prog_update(key, value, flags, run.cpu))
+
+
+def map_delete_elem(run, map_addr, key_addr, r3, r4, r5) -> int:
+    m = _map(run, map_addr)
+    if m is None:
+        return neg(errno.EINVAL)
+    key = read_kernel(run, key_addr, m.key_size)
+    if key is None:
+        return neg(errno.EFAULT)
+    return _ret(m.prog_delete(key))
+
+
+def map_push_elem(run, map_addr, value_addr, flags, r4, r5) -> int:
+    m = _map(run, map_addr)
+    value = read_kernel(run, value_addr, m.value_size) if m is not None else None
+    if value is None:
+        return neg(errno.EFAULT)
+    return _ret(m.prog_push(value, flags))
+
+
+def _pop_like(method: str):
+    def helper(run, map_addr, value_addr, r3, r4, r5) -> int:
+        m = _map(run, map_addr)
+        if m is None:
+            return neg(errno.EINVAL)
+        got = getattr(m, method)()
+        if isinstance(got, int):
+            return _ret(got)
+        return 0 if _write(run, value_addr, got) else neg(errno.EFAULT)
+
+    return helper
+
+
+# -- time, ids, task ----------------------------------------------------------------------------------------
+def ktime_get_ns(run, r1, r2, r3, r4, r5) -> int:
     return run.kernel.clock_ns() if run.kernel is not None else 0
 
 
+def get_prandom_u32(run, r1, r2, r3, r4, r5) -> int:
+    return _rng.getrandbits(32)
+
+
+def get_smp_processor_id(run, r1, r2, r3, r4, r5) -> int:
+    return run.cpu
+
+
+def get_current_pid_tgid(run, r1, r2, r3, r4, r5) -> int:
+    task = run.task
+    return (task.tgid << 32 | task.pid) if task is not None else neg(errno.EINVAL)
+
+
+def get_current_uid_gid(run, r1, r2, r3, r4, r5) -> int:
+    task = run.task
+    return (task.gid << 32 | task.uid) if task is not None else neg(errno.EINVAL)
+
+
+def get_current_comm(run, buf, size, r3, r4, r5) -> int:
+    task = run.task
+    if task is None:
+        _write(run, buf, bytes(size))
+        return neg(errno.EINVAL)
+    comm = task.comm.encode()[:15][:max(size - 1, 0)]
+    return 0 if _write(run, buf, comm.ljust(size, b"\0")) else neg(errno.EFAULT)
+
+
+def get_current_task(run, r1, r2, r3, r4, r5) -> int:
+    """A stable, non-dereferenceable address for the task (struct task_struct is not modelled)."""
+    return run.vm.handle_of(run.task) if run.task is not None else 0
+
+
+def get_func_ip(run, r1, r2, r3, r4, r5) -> int:
+    return run.func_ip
+
+
+# -- control flow --------------------------------------------------------------------------------------------
+def tail_call(run, ctx, map_addr, index, r4, r5) -> int:
+    """On success the current program ends and the target starts with the same ctx (TailCall)."""
+    m = _map(run, map_addr)
+    prog_at = getattr(m, "prog_at", None)
+    if prog_at is None or run.tail_call_cnt >= MAX_TAIL_CALL_CNT:
+        return neg(errno.ENOENT)
+    target = prog_at(index & U32)
+    if target is None:
+        return neg(errno.ENOENT)
+    run.tail_call_cnt += 1
+    raise TailCall(target.engine, target)
+
+
+def loop(run, nr_loops, callback, callback_ctx, flags, r5) -> int:
+    if flags:
+        return neg(errno.EINVAL)
+    if nr_loops > BPF_MAX_LOOPS:
+        return neg(errno.E2BIG)
+    pc = func_pc(callback)
+    if pc is None:
+        return neg(errno.EINVAL)
+    for i in range(nr_loops):
+        if run.call_function(pc, i, callback_ctx):
+            return i + 1
+    return nr_loops
+
+
+# -- output ----------------------------------------------------------------------------------------------------
+def perf_event_output(run, ctx, map_addr, flags, data_addr, size) -> int:
+    m = _map(run, map_addr)
+    out = getattr(m, "perf_event_output", None)
+    if out is None:
+        return neg(errno.EINVAL)
+    data = read_kernel(run, data_addr, size)
+    if data is None:
+        return neg(errno.EFAULT)
+    return _ret(out(run.cpu, flags, data))
+
+
+def get_stackid(run, ctx, map_addr, flags, r4, r5) -> int:
+    """A one-frame stack (the probed function) stored in a stack-trace map that supports it."""
+    m = _map(run, map_addr)
+    store = getattr(m, "prog_store_stack", None)
+    if store is None:
+        return neg(errno.EFAULT)
+    return _ret(store([run.func_ip], flags))
+
+
+def ringbuf_output(run, map_addr, data_addr, size, flags, r5) -> int:
+    m = _map(run, map_addr)
+    data = read_kernel(run, data_addr, size)
+    if m is None or not hasattr(m, "ringbuf_output"):
+        return neg(errno.EINVAL)
+    if data is None:
+        return neg(errno.EFAULT)
+    return _ret(m.ringbuf_output(data, flags))
+
+
+def ringbuf_reserve(run, map_addr, size, flags, r4, r5) -> int:
+    m = _map(run, map_addr)
+    if m is None or not hasattr(m, "ringbuf_reserve"):
+        return 0
+    addr = m.ringbuf_reserve(size, flags)
+    if addr:
+        run.ringbuf_records[addr] = m
+    return addr
+
+
+def _ringbuf_commit(discard: bool):
+    def helper(run, addr, flags, r3, r4, r5) -> int:
+        m = run.ringbuf_records.pop(addr, None)
+        if m is not None:
+            (m.ringbuf_discard if discard else m.ringbuf_submit)(addr, flags)
+        return 0
+
+    return helper
+
+
+def ringbuf_query(run, map_addr, flags, r3, r4, r5) -> int:
+    m = _map(run, map_addr)
+    return m.ringbuf_query(flags) & U64 if m is not None and hasattr(m, "ringbuf_query") else 0
+
+
+# -- printf family (Linux's bpf_bprintf_prepare rules) ------------------------------------------------------------
+class FormatError(Exception):
+    pass
+
+
+def bprintf(run, fmt: bytes, args: list[int]) -> str:
+    """Format like bpf_trace_printk / bpf_snprintf: %d %i %u %x %X with l/ll, %c, %s, %p[Kxs], %%,
+    flags "0+- " and a width; anything else (or too few args) raises FormatError (-EINVAL)."""
+    out: list[str] = []
+    i, n, argi = 0, len(fmt), 0
+    while i < n:
+        ch = fmt[i]
+        if ch != 0x25:
+            if ch >= 0x80 or not (0x20 <= ch < 0x7F or chr(ch).isspace()):
+                raise FormatError
+            out.append(chr(ch))
+            i += 1
+            continue
+        if i + 1 < n and fmt[i + 1] == 0x25:
+            out.append("%")
+            i += 2
+            continue
+        if argi >= len(args):
+            raise FormatError
+        arg = args[argi]
+        argi += 1
+        j = i + 1
+        while j < n and fmt[j] in b"0+- ":
+            j += 1
+        while j < n and 0x30 <= fmt[j] <= 0x39:
+            j += 1
+        spec = fmt[i + 1:j].decode()
+        conv = chr(fmt[j]) if j < n else ""
+        if conv == "p":
+            mod = chr(fmt[j + 1]) if j + 1 < n else ""
+            if mod in ("K", "x", "s", "S", "B"):
+                j += 1
+            out.append(f"%{spec}s" % f"{arg & U64:016x}")
+            i = j + 1
+            continue
+        if conv == "s":
+            got = _compat_str_reader(run, arg, MAX_BPRINTF_STR)
+            s = (b"" if isinstance(got, int) else got).decode(errors="replace")
+            out.append(f"%{spec}s" % s)
+            i = j + 1
+            continue
+        if conv == "c":
+            out.append(f"%{spec}c" % chr(arg & 0xFF))
+            i = j + 1
+            continue
+        bits = 32
+        if conv == "l":
+            bits = 64
+            j += 1
+            if j < n and fmt[j] == 0x6C:
+                j += 1
+        conv = chr(fmt[j]) if j < n else ""
+        if conv not in ("d", "i", "u", "x", "X"):
+            raise FormatError
+        v = arg & ((1 << bits) - 1)
+        if conv in ("d", "i") and v >> (bits - 1):
+            v -= 1 << bits
+        out.append(f"%{spec}{'d' if conv in ('d', 'i', 'u') else conv}" % v)
+        i = j + 1
+    return "".join(out)
+
+
+def _format_string(run, fmt_addr: int, fmt_size: int) -> bytes | None:
+    raw = read_kernel(run, fmt_addr, fmt_size) if fmt_size else None
+    if raw is None or b"\0" not in raw:
+        return None
+    return raw[:raw.index(b"\0")]
+
+
+def trace_printk(run, fmt_addr, fmt_size, a1, a2, a3) -> int:
+    fmt = _format_string(run, fmt_addr, fmt_size)
+    if fmt is None:
+        return neg(errno.EINVAL)
+    try:
+        text = bprintf(run, fmt, [a1, a2, a3])
+    except FormatError:
+        return neg(errno.EINVAL)
+    text = text[:MAX_BPRINTF_BUF - 1]
+    run.emit_printk(text)
+    return len(text)
+
+
+def _args_array(run, data_addr: int, data_len: int) -> list[int] | None:
+    if data_len % 8 or data_len > 8 * MAX_BPRINTF_VARARGS or (data_len and not data_addr):
+        return None
+    raw = read_kernel(run, data_addr, data_len) if data_len else b""
+    if raw is None:
+        return None
+    return list(struct.unpack(f"<{data_len // 8}Q", raw))
+
+
+def trace_vprintk(run, fmt_addr, fmt_size, data_addr, data_len, r5) -> int:
+    fmt = _format_string(run, fmt_addr, fmt_size)
+    args = _args_array(run, data_addr, data_len)
+    if fmt is None or args is None:
+        return neg(errno.EINVAL)
+    try:
+        text = bprintf(run, fmt, args)[:MAX_BPRINTF_BUF - 1]
+    except FormatError:
+        return neg(errno.EINVAL)
+    run.emit_printk(text)
+    return len(text)
+
+
+def snprintf(run, str_addr, str_size, fmt_addr, data_addr, data_len) -> int:
+    """Returns the formatted length + 1 (the NUL), writing at most str_size bytes."""
+    fmt = read_kernel_str(run, fmt_addr, MAX_BPRINTF_BUF)  # a constant string (read-only map)
+    args = _args_array(run, data_addr, data_len)
+    if fmt is None or args is None:
+        return neg(errno.EINVAL)
+    try:
+        text = bprintf(run, fmt, args).encode()[:MAX_BPRINTF_BUF - 1]
+    except FormatError:
+        return neg(errno.EINVAL)
+    if str_size:
+        _write(run, str_addr, text[:str_size - 1] + b"\0")
+    return len(text) + 1
+
+
+H = HelperId
 HELPERS: dict[int, object] = {
-    HelperId.ktime_get_ns: _ktime_get_ns,
+    H.map_lookup_elem: map_lookup_elem,
+    H.map_update_elem: map_update_elem,
+    H.map_delete_elem: map_delete_elem,
+    H.map_push_elem: map_push_elem,
+    H.map_pop_elem: _pop_like("prog_pop"),
+    H.map_peek_elem: _pop_like("prog_peek"),
+    H.probe_read: _probe_read(_compat_reader),
+    H.probe_read_str: _probe_read_str(_compat_str_reader),
+    H.probe_read_user: _probe_read(_user_reader),
+    H.probe_read_kernel: _probe_read(_kernel_reader),
+    H.probe_read_user_str: _probe_read_str(_user_str_reader),
+    H.probe_read_kernel_str: _probe_read_str(_kernel_str_reader),
+    H.ktime_get_ns: ktime_get_ns,
+    H.ktime_get_boot_ns: ktime_get_ns,
+    H.trace_printk: trace_printk,
+    H.trace_vprintk: trace_vprintk,
+    H.get_prandom_u32: get_prandom_u32,
+    H.get_smp_processor_id: get_smp_processor_id,
+    H.get_current_pid_tgid: get_current_pid_tgid,
+    H.get_current_uid_gid: get_current_uid_gid,
+    H.get_current_comm: get_current_comm,
+    H.get_current_task: get_current_task,
+    H.get_func_ip: get_func_ip,
+    H.tail_call: tail_call,
+    H.perf_event_output: perf_event_output,
+    H.get_stackid: get_stackid,
+    H.ringbuf_output: ringbuf_output,
+    H.ringbuf_reserve: ringbuf_reserve,
+    H.ringbuf_submit: _ringbuf_commit(False),
+    H.ringbuf_discard: _ringbuf_commit(True),
+    H.ringbuf_query: ringbuf_query,
+    H.loop: loop,
+    H.snprintf: snprintf,
 }
 
 
 def helper_table() -> dict[int, object]:
     """The helpers loaded programs may call (the verifier decides which per program type)."""
-    return dict(HELPERS)
+    return {int(k): v for k, v in HELPERS.items()}

@@ -1,0 +1,308 @@
+"""BPF helpers on both kernels (maps, loop, tail calls, snprintf, probe_read*, ids) and, where only
+the simulated kernel can show it, through its internals (trace_printk, ringbuf, perf output).
+
+Programs are hand-assembled, valid for Linux's verifier, and run with BPF_PROG_TEST_RUN.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import struct
+
+import pytest
+from test_prog_load_run import load
+from test_prog_load_run import test_run as prog_run
+
+from kernel_sim.bpf.engine import engine_kinds, run_raw
+from kernel_sim.uapi.bpf import (
+    BPF_F_RDONLY_PROG,
+    BpfCmd,
+    MapCreateAttr,
+    MapElemAttr,
+    MapFreezeAttr,
+    MapType,
+    ProgType,
+    make_attr,
+)
+from kernel_sim.uapi.bpf_enums import HelperId as H
+from kernel_sim.uapi.insn import BPF_ADD, BPF_JEQ, BPF_JNE, BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE, BPF_SUB
+from kernel_sim.vm import asm
+from kernel_sim.vm.asm import DW, W, alu64, call, exit_, jmp, ldx, mov64, st, stx
+from kernel_sim.vm.helpers import FormatError, bprintf
+from kernel_sim.vm.memory import AddressSpace
+
+U64 = (1 << 64) - 1
+PKT = bytes(64)
+
+
+def map_create(sys, map_type, key_size, value_size, max_entries, flags=0) -> int:
+    return sys.bpf(BpfCmd.MAP_CREATE, make_attr(MapCreateAttr, map_type=map_type, key_size=key_size,
+                                                value_size=value_size, max_entries=max_entries, map_flags=flags))
+
+
+def map_update(sys, fd, key: bytes, value: bytes, flags=0) -> None:
+    k = ctypes.create_string_buffer(key, max(len(key), 1))
+    v = ctypes.create_string_buffer(value, len(value))
+    sys.bpf(BpfCmd.MAP_UPDATE_ELEM, make_attr(MapElemAttr, map_fd=fd, key=ctypes.addressof(k) if key else 0,
+                                              value=ctypes.addressof(v), flags=flags))
+
+
+def map_lookup(sys, fd, key: bytes, size: int) -> bytes:
+    k = ctypes.create_string_buffer(key, len(key))
+    v = ctypes.create_string_buffer(size)
+    sys.bpf(BpfCmd.MAP_LOOKUP_ELEM, make_attr(MapElemAttr, map_fd=fd, key=ctypes.addressof(k),
+                                              value=ctypes.addressof(v)))
+    return v.raw
+
+
+def map_fd(reg: int, fd: int):
+    return asm.lddw(reg, fd, BPF_PSEUDO_MAP_FD)
+
+
+def test_map_update_then_lookup(bpf_kernel):
+    fd = map_create(bpf_kernel, MapType.ARRAY, 4, 8, 4)
+    prog = [
+        st(W, 10, -4, 2),                              # key = 2
+        asm.lddw(1, 0x1122334455667788), stx(DW, 10, 1, -16),
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), mov64(3, 10), alu64(BPF_ADD, 3, imm=-16),
+        mov64(4, imm=0), call(H.map_update_elem),
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), call(H.map_lookup_elem),
+        jmp(BPF_JNE, 0, imm=0, off=1), exit_(),
+        ldx(W, 0, 0, 4), exit_(),                      # upper half of the value
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SOCKET_FILTER, prog), PKT)
+    assert (r.err, r.retval) == (0, 0x11223344)
+    assert map_lookup(bpf_kernel, fd, struct.pack("<I", 2), 8) == struct.pack("<Q", 0x1122334455667788)
+
+
+def test_map_update_errors_come_back_as_negative_errno(bpf_kernel):
+    fd = map_create(bpf_kernel, MapType.ARRAY, 4, 8, 4)
+    prog = [
+        st(W, 10, -4, 9), st(DW, 10, -16, 0),          # key 9 of 4 entries
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), mov64(3, 10), alu64(BPF_ADD, 3, imm=-16),
+        mov64(4, imm=0), call(H.map_update_elem), exit_(),
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SOCKET_FILTER, prog), PKT)
+    assert r.retval == (-errno.E2BIG) & 0xFFFFFFFF
+
+
+def test_queue_push_peek_pop(bpf_kernel):
+    fd = map_create(bpf_kernel, MapType.QUEUE, 0, 4, 4)
+    prog = [
+        st(W, 10, -4, 5), map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), mov64(3, imm=0),
+        call(H.map_push_elem),
+        st(W, 10, -4, 6), map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), mov64(3, imm=0),
+        call(H.map_push_elem),
+        st(W, 10, -8, 0), map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-8), call(H.map_peek_elem),
+        ldx(W, 6, 10, -8),                              # 5
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-8), call(H.map_pop_elem),
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-8), call(H.map_pop_elem),
+        ldx(W, 7, 10, -8),                              # 6
+        map_fd(1, fd), mov64(2, 10), alu64(BPF_ADD, 2, imm=-8), call(H.map_pop_elem),  # empty: -ENOENT
+        alu64(0x60, 6, imm=8), alu64(0x40, 6, 7), alu64(0x60, 6, imm=8),
+        alu64(0x50, 0, imm=0xFF), alu64(0x40, 0, 6), exit_(),
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SOCKET_FILTER, prog), PKT)
+    assert r.retval == (5 << 16) | (6 << 8) | ((-errno.ENOENT) & 0xFF)
+
+
+@pytest.mark.parametrize("stop_at, expect", [(100, (0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9) << 8 | 10),
+                                             (3, (0 + 1 + 2 + 3) << 8 | 4)])
+def test_loop_runs_the_callback(bpf_kernel, stop_at, expect):
+    prog = [
+        st(DW, 10, -8, 0),
+        mov64(1, imm=10), asm.lddw_func(2, 9), mov64(3, 10), alu64(BPF_ADD, 3, imm=-8), mov64(4, imm=0),
+        call(H.loop),                                   # r0 = iterations
+        ldx(DW, 1, 10, -8), alu64(0x60, 1, imm=8), alu64(0x40, 0, 1), exit_(),
+        # callback(index, ctx): *ctx += index; return index == stop_at
+        ldx(DW, 3, 2, 0), alu64(BPF_ADD, 3, 1), stx(DW, 2, 3, 0),
+        mov64(0, imm=0), jmp(BPF_JNE, 1, imm=stop_at, off=1), mov64(0, imm=1), exit_(),
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SOCKET_FILTER, prog, funcs=[0, 12]), PKT)
+    assert (r.err, r.retval) == (0, expect)
+
+
+def test_tail_call_and_its_limit(bpf_kernel):
+    progs = map_create(bpf_kernel, MapType.PROG_ARRAY, 4, 4, 2)
+    counter = map_create(bpf_kernel, MapType.ARRAY, 4, 8, 1)
+    caller = [
+        map_fd(2, progs), mov64(3, imm=0), call(H.tail_call),
+        mov64(0, imm=1), exit_(),
+    ]
+    caller_fd = load(bpf_kernel, ProgType.SOCKET_FILTER, caller)
+    assert prog_run(bpf_kernel, caller_fd, PKT).retval == 1            # empty slot: falls through
+    target = load(bpf_kernel, ProgType.SOCKET_FILTER, [mov64(0, imm=7), exit_()])
+    map_update(bpf_kernel, progs, struct.pack("<I", 0), struct.pack("<I", target))
+    assert prog_run(bpf_kernel, caller_fd, PKT).retval == 7
+    # a program that counts its runs and tail-calls itself: 1 + 33 runs, then the call fails
+    selfcall = [
+        mov64(6, 1),
+        st(W, 10, -4, 0), map_fd(1, counter), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), call(H.map_lookup_elem),
+        jmp(BPF_JEQ, 0, imm=0, off=3), ldx(DW, 1, 0, 0), alu64(BPF_ADD, 1, imm=1), stx(DW, 0, 1, 0),
+        mov64(1, 6), map_fd(2, progs), mov64(3, imm=1), call(H.tail_call),
+        mov64(0, imm=99), exit_(),
+    ]
+    self_fd = load(bpf_kernel, ProgType.SOCKET_FILTER, selfcall)
+    map_update(bpf_kernel, progs, struct.pack("<I", 1), struct.pack("<I", self_fd))
+    assert prog_run(bpf_kernel, self_fd, PKT).retval == 99
+    assert map_lookup(bpf_kernel, counter, struct.pack("<I", 0), 8) == struct.pack("<Q", 34)
+    map_update(bpf_kernel, progs, struct.pack("<I", 1), struct.pack("<I", caller_fd))  # break the cycle
+
+
+def _const_string_map(sys, text: bytes) -> int:
+    fd = map_create(sys, MapType.ARRAY, 4, 64, 1, BPF_F_RDONLY_PROG)
+    map_update(sys, fd, struct.pack("<I", 0), text.ljust(64, b"\0"))
+    sys.bpf(BpfCmd.MAP_FREEZE, make_attr(MapFreezeAttr, map_fd=fd))
+    return fd
+
+
+@pytest.mark.parametrize("fmt, args", [
+    (b"%d|%u|%x|%lld|%llx", [-5 & U64, -5 & U64, 0xABCDEF12345, -7 & U64, 0xABCDEF12345]),
+    (b"[%5d][%-4x][%05u][%c]%%", [42, 0xA, 7, 0x41]),
+    (b"%s!", None),                                  # a string from the stack
+])
+def test_snprintf_formats_as_linux(bpf_kernel, fmt, args):
+    fmt_map = _const_string_map(bpf_kernel, fmt)
+    out = map_create(bpf_kernel, MapType.ARRAY, 4, 64, 1)
+    if args is None:   # args[0] = pointer to "hey" on the stack
+        setup = [st(W, 10, -40, int.from_bytes(b"hey\0", "little")), mov64(1, 10), alu64(BPF_ADD, 1, imm=-40),
+                 stx(DW, 10, 1, -96)]
+        nargs = 1
+    else:
+        setup = []
+        for i, a in enumerate(args):
+            setup += [asm.lddw(1, a), stx(DW, 10, 1, -96 + 8 * i)]
+        nargs = len(args)
+    prog = [
+        *setup,
+        st(W, 10, -4, 0), map_fd(1, out), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4), call(H.map_lookup_elem),
+        jmp(BPF_JNE, 0, imm=0, off=2), mov64(0, imm=-1), exit_(),
+        mov64(1, 0), mov64(2, imm=64), asm.lddw(3, fmt_map, BPF_PSEUDO_MAP_VALUE),
+        mov64(4, 10), alu64(BPF_ADD, 4, imm=-96), mov64(5, imm=8 * nargs), call(H.snprintf), exit_(),
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SOCKET_FILTER, prog), PKT)
+    text = map_lookup(bpf_kernel, out, struct.pack("<I", 0), 64)
+    expected = {
+        b"%d|%u|%x|%lld|%llx": b"-5|4294967291|def12345|-7|abcdef12345",
+        b"[%5d][%-4x][%05u][%c]%%": b"[   42][a   ][00007][A]%",
+        b"%s!": b"hey!",
+    }.get(fmt)
+    assert r.retval == len(expected) + 1
+    assert text[:len(expected) + 1] == expected + b"\0"
+
+
+@pytest.mark.parametrize("fmt, nargs", [(b"%q", 1), (b"%d %d", 1), (b"%lq", 1), (b"\x01", 0)])
+def test_bad_formats_are_refused(fmt, nargs):
+    """Linux's verifier refuses these constant formats; the helper refuses them at run time too."""
+    with pytest.raises(FormatError):
+        bprintf(None, fmt, [0] * nargs)
+
+
+def test_probe_read_user_and_kernel(bpf_kernel):
+    """A raw tracepoint whose ctx carries a pointer into this process: read_user sees it."""
+    user = ctypes.create_string_buffer(b"hello world\0")
+    prog = [
+        ldx(DW, 6, 1, 0),                                            # the user pointer
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-16), mov64(2, imm=8), mov64(3, 6), call(H.probe_read_user),
+        mov64(7, 0),                                                  # 0
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-32), mov64(2, imm=16), mov64(3, 6), call(H.probe_read_user_str),
+        mov64(8, 0),                                                  # 12 ("hello world" + NUL)
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-48), mov64(2, imm=8), mov64(3, imm=0), call(H.probe_read_kernel),
+        mov64(9, 0),                                                  # -ERANGE: a user address
+        ldx(W, 0, 10, -16), alu64(BPF_SUB, 0, 8), alu64(BPF_ADD, 0, 7), alu64(BPF_ADD, 0, 9),
+        ldx(DW, 1, 10, -48), alu64(BPF_ADD, 0, 1),                    # the failed read zeroed the buffer
+        exit_(),
+    ]
+    fd = load(bpf_kernel, ProgType.RAW_TRACEPOINT, prog)
+    r = prog_run(bpf_kernel, fd, ctx=struct.pack("<Q", ctypes.addressof(user)))
+    assert r.err == 0
+    assert r.retval == (int.from_bytes(b"hell", "little") - 12 - errno.ERANGE) & 0xFFFFFFFF
+
+
+def test_current_pid_and_cpu(bpf_kernel):
+    prog = [call(H.get_current_pid_tgid), alu64(0x70, 0, imm=32), exit_()]   # tgid
+    fd = load(bpf_kernel, ProgType.RAW_TRACEPOINT, prog)
+    assert prog_run(bpf_kernel, fd).retval == bpf_kernel.getpid()
+    cpu = load(bpf_kernel, ProgType.RAW_TRACEPOINT, [call(H.get_smp_processor_id), exit_()])
+    assert prog_run(bpf_kernel, cpu, flags=1, cpu=1).retval == 1
+    clock = load(bpf_kernel, ProgType.RAW_TRACEPOINT, [
+        call(H.ktime_get_ns), mov64(6, 0), call(H.ktime_get_ns), alu64(BPF_SUB, 0, 6), alu64(0x70, 0, imm=63),
+        alu64(0xA0, 0, imm=1), exit_()])                              # 1 when the clock did not go back
+    assert prog_run(bpf_kernel, clock).retval == 1
+
+
+# -- the simulated kernel's side only ------------------------------------------------------------------
+@pytest.fixture
+def sim():
+    from loader.backends import open_kernel
+
+    sys = open_kernel("sim")
+    yield sys
+    sys.close_all()
+
+
+def test_trace_printk_reaches_trace_pipe(sim):
+    fmt = b"n=%d s=%x\0"
+    prog = [
+        asm.lddw(1, int.from_bytes(fmt[:8], "little")), stx(DW, 10, 1, -16),
+        asm.lddw(1, int.from_bytes(fmt[8:].ljust(8, b"\0"), "little")), stx(DW, 10, 1, -8),
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-16), mov64(2, imm=len(fmt)), mov64(3, imm=-3), mov64(4, imm=255),
+        call(H.trace_printk), exit_(),
+    ]
+    r = prog_run(sim, load(sim, ProgType.SOCKET_FILTER, prog), PKT)
+    assert r.retval == len("n=-3 s=ff")
+    assert sim.kernel.tracing.lines[-1].endswith(b"bpf_trace_printk: n=-3 s=ff\n")
+
+
+def test_ringbuf_reserve_submit_and_output(sim):
+    rb = map_create(sim, MapType.RINGBUF, 0, 0, 4096)
+    prog = [
+        map_fd(1, rb), mov64(2, imm=8), mov64(3, imm=0), call(H.ringbuf_reserve),
+        jmp(BPF_JNE, 0, imm=0, off=1), exit_(),
+        asm.lddw(1, 0xCAFE), stx(DW, 0, 1, 0), mov64(1, 0), mov64(2, imm=0), call(H.ringbuf_submit),
+        st(DW, 10, -8, 0xBEEF), map_fd(1, rb), mov64(2, 10), alu64(BPF_ADD, 2, imm=-8), mov64(3, imm=8),
+        mov64(4, imm=0), call(H.ringbuf_output),
+        map_fd(1, rb), mov64(2, imm=0), call(H.ringbuf_query),            # BPF_RB_AVAIL_DATA
+        exit_(),
+    ]
+    r = prog_run(sim, load(sim, ProgType.SOCKET_FILTER, prog), PKT)
+    assert r.retval == 2 * 16                                             # two 8-byte records + headers
+    ring = sim.task.files.get(rb).map.ringbuf
+    data = bytes(ring.data_view()[:32]) if hasattr(ring, "data_view") else None
+    if data is not None:
+        assert struct.unpack_from("<I", data, 0)[0] == 8 and struct.unpack_from("<Q", data, 8)[0] == 0xCAFE
+        assert struct.unpack_from("<Q", data, 24)[0] == 0xBEEF
+
+
+# -- helpers against fake maps, on every engine -----------------------------------------------------------
+class FakePerfArray:
+    key_size = 4
+    value_size = 4
+    map_type = MapType.PERF_EVENT_ARRAY
+
+    def __init__(self) -> None:
+        self.out: list = []
+
+    def perf_event_output(self, cpu, flags, data):
+        self.out.append((cpu, flags, bytes(data)))
+        return 0
+
+
+@pytest.mark.parametrize("kind", engine_kinds())
+def test_perf_event_output_and_trace(kind):
+    from kernel_sim.vm.helpers import helper_table
+
+    vm = AddressSpace()
+    fake = FakePerfArray()
+    handle = vm.handle_of(fake)
+    trace: list = []
+    prog = [
+        st(DW, 10, -8, 0x41424344), mov64(6, 1),
+        mov64(1, 6), asm.lddw(2, handle), asm.lddw(3, 0xFFFFFFFF), mov64(4, 10), alu64(BPF_ADD, 4, imm=-8),
+        mov64(5, imm=4), call(H.perf_event_output), exit_(),
+    ]
+    r0, _ = run_raw(asm.flatten(*prog), b"ctx!", kind, helper_table(), trace, vm=vm)
+    assert r0 == 0
+    assert fake.out == [(0, 0xFFFFFFFF, b"DCBA")]
+    assert [t[0] for t in trace] == [H.perf_event_output]
