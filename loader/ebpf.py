@@ -141,6 +141,7 @@ class Ebpf:
             self._map_data[name] = self._create_map(mdef, loader)
         for name, data in self._map_data.items():
             self.maps[name] = typed_map(data)
+        self._fill_map_slots()
         version = kernel_version(self.sys)
         kern_version = obj.kernel_version or kernel_version_code(version)
         for pname, pdef in obj.programs.items():
@@ -148,6 +149,36 @@ class Ebpf:
             cls = program_class(pdef)
             self.programs[pname] = cls(self.sys, pdef, insns, license=obj.license, kern_version=kern_version,
                                        btf_fd=self.btf_fd)
+        self._plan_prog_array_slots()
+
+    def _fill_map_slots(self) -> None:
+        """Map-in-map `.values = {...}`: store the named inner maps' fds, as libbpf does."""
+        for name, mdef in self.obj.maps.items():
+            if mdef.map_type not in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) or not mdef.initial_slots:
+                continue
+            outer = self._map_data[name]
+            for slot, inner_name in mdef.initial_slots.items():
+                inner = self._map_data.get(inner_name)
+                if inner is None:
+                    raise EbpfError(f"{self.name}: map {name!r} slot {slot} names unknown map {inner_name!r}")
+                outer.update(slot.to_bytes(outer.key_size, "little"), inner.fd.to_bytes(4, "little"))
+
+    def _plan_prog_array_slots(self) -> None:
+        """Prog-array `.values = {...}`: each slot is filled when its program is loaded."""
+        for name, mdef in self.obj.maps.items():
+            if mdef.map_type != MapType.PROG_ARRAY or not mdef.initial_slots:
+                continue
+            for slot, prog_name in mdef.initial_slots.items():
+                prog = self.programs.get(prog_name)
+                if prog is None:
+                    raise EbpfError(f"{self.name}: map {name!r} slot {slot} names unknown program {prog_name!r}")
+
+                def fill(p: Program, map_name: str = name, index: int = slot) -> None:
+                    data = self._map_data.get(map_name)
+                    if data is not None and not data.closed:
+                        data.update(index.to_bytes(4, "little"), p.fd.to_bytes(4, "little"))
+
+                prog.on_load.append(fill)
 
     def _load_btf(self, raw: bytes) -> int | None:
         """BPF_BTF_LOAD; None (and a warning) when the kernel refuses it, as Aya leaves BTF out."""

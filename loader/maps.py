@@ -497,8 +497,55 @@ class ProgramArray(Map):
     def clear_index(self, index: int) -> None:
         self.remove(index)
 
+    def __getitem__(self, index: int) -> int:
+        """The id of the program at ``index`` (what Linux's lookup on a prog array returns)."""
+        return super().__getitem__(index)
+
     def indices(self) -> Iterator[int]:
-        return self.keys()
+        """The indexes that hold a program (array keys always run 0..max_entries-1)."""
+        for i in range(self.data.max_entries):
+            if i in self:
+                yield i
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        for i in self.indices():
+            try:
+                yield i, self[i]
+            except KeyError:
+                continue
+
+
+class _MapOfMaps(Map):
+    """Outer map of a map-in-map: values are inner map fds on update, map ids on lookup."""
+
+    def _make_key_codec(self, key: Any) -> Codec:
+        return make_codec(key, self.data.key_size) if key is not None else IntCodec(self.data.key_size)
+
+    def _make_value_codec(self, value: Any) -> Codec:
+        return IntCodec(4)
+
+    def set(self, key: Any, inner: Any, flags: int = BPF_ANY) -> None:
+        """Store a map (anything with ``.fd``) or a map fd under ``key``."""
+        fd = inner if isinstance(inner, int) else inner.fd
+        self.data.update(self.key_codec.encode(key), IntCodec(4).encode(fd), flags)
+
+    def __setitem__(self, key: Any, inner: Any) -> None:
+        self.set(key, inner)
+
+
+class ArrayOfMaps(_MapOfMaps):
+    MAP_TYPES = (MapType.ARRAY_OF_MAPS,)
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        for i in range(self.data.max_entries):
+            try:
+                yield i, self[i]
+            except KeyError:
+                continue
+
+
+class HashOfMaps(_MapOfMaps):
+    MAP_TYPES = (MapType.HASH_OF_MAPS,)
 
 
 class StackTraceMap(Map):
@@ -539,6 +586,8 @@ def typed_map(data: MapData) -> Map:
         MapType.QUEUE: Queue,
         MapType.STACK: Stack,
         MapType.PROG_ARRAY: ProgramArray,
+        MapType.ARRAY_OF_MAPS: ArrayOfMaps,
+        MapType.HASH_OF_MAPS: HashOfMaps,
         MapType.STACK_TRACE: StackTraceMap,
         MapType.PERF_EVENT_ARRAY: PerfEventArray,
         MapType.RINGBUF: RingBuf,

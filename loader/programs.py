@@ -240,6 +240,7 @@ class Program:
         self.fd: int | None = None
         self.links: list[Link] = []
         self.verifier_log = ""
+        self.on_load: list = []  # callbacks(program) run after a successful load (prog-array slots)
 
     # -- description -------------------------------------------------------------------------------
     @property
@@ -320,6 +321,8 @@ class Program:
             raise VerifierError(f"the kernel rejected program {self.name!r} ({os.strerror(err or err2)})", log,
                                 err or err2)
         self.fd = fd
+        for callback in self.on_load:
+            callback(self)
 
     def unload(self) -> None:
         """Detach every link and close the program fd."""

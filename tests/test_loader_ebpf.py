@@ -186,3 +186,71 @@ def test_array_wrapper_on_global_data(sys):
     with Ebpf.load_file(EXAMPLES / "globals.bpf.o", kernel=sys) as ebpf:
         bss = ebpf.map(".bss")
         assert isinstance(bss, Array) and bss.map_type == MapType.ARRAY and len(bss) == 1
+
+
+class NoBtfKernel:
+    """A kernel whose BPF_BTF_LOAD fails (as on kernels without BTF): everything else passes through."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def bpf(self, cmd, attr):
+        from kernel_sim.uapi.bpf import BpfCmd
+
+        if cmd == BpfCmd.BTF_LOAD:
+            raise OSError(errno.EINVAL, "no BTF here")
+        return self.inner.bpf(cmd, attr)
+
+
+def test_btf_left_out_when_the_kernel_refuses_it(sys):
+    with Ebpf.load_file(EXAMPLES / "syscount.bpf.o", kernel=NoBtfKernel(sys)) as ebpf:
+        assert ebpf.btf_fd is None and any("BTF not loaded" in w for w in ebpf.warnings)
+        prog = ebpf.program("syscount")
+        prog.load()
+        assert prog.info().btf_id == 0
+        assert ebpf.map("counts").info().btf_id == 0
+        ebpf.map("counts")[5] = {"count": 1, "last_nr": 2, "comm": "sh"}  # still decoded from the object's BTF
+        assert ebpf.map("counts")[5]["comm"] == "sh"
+    with EbpfLoader(kernel=sys).btf(False).load_file(EXAMPLES / "syscount.bpf.o") as ebpf:
+        assert ebpf.btf_fd is None and ebpf.warnings == []
+    with Ebpf.load_file(EXAMPLES / "syscount.bpf.o", kernel=sys) as ebpf:
+        assert ebpf.btf_fd is not None
+        prog = ebpf.program("syscount")
+        prog.load()
+        assert prog.info().btf_id != 0 and ebpf.map("counts").info().btf_id != 0
+
+
+def test_program_array_slots(sys):
+    from loader.maps import ProgramArray
+
+    with Ebpf.load_file(OBJECTS / "btf_maps.bpf.o", kernel=sys) as ebpf:
+        jumps = ebpf.map("jumps")
+        assert isinstance(jumps, ProgramArray)
+        tail = ebpf.program("tail")
+        assert list(jumps.indices()) == []
+        with pytest.raises(EbpfError):
+            jumps.set(0, tail)  # not loaded yet
+        tail.load()  # `.values = { [1] = &tail }` is filled once tail is loaded, as libbpf does
+        assert list(jumps.indices()) == [1] and jumps[1] == tail.info().id
+        jumps.set(0, tail)
+        assert list(jumps.indices()) == [0, 1]
+        jumps.clear_index(0)
+        assert list(jumps.indices()) == [1]
+        with pytest.raises(KeyError):
+            jumps.clear_index(0)
+
+
+def test_map_in_map_slots(sys):
+    from loader.maps import ArrayOfMaps
+
+    with Ebpf.load_file(OBJECTS / "btf_maps.bpf.o", kernel=sys) as ebpf:
+        outer = ebpf.map("outer")
+        assert isinstance(outer, ArrayOfMaps)
+        ids = {name: ebpf.map(name).info().id for name in ("inner_a", "inner_b")}
+        assert dict(outer.items()) == {0: ids["inner_a"], 2: ids["inner_b"]}
+        outer[1] = ebpf.map("inner_a")
+        assert outer[1] == ids["inner_a"]
