@@ -66,6 +66,7 @@ class Trapframe:
 
     def __init__(self) -> None:
         self.regs = PT_REGS[self.arch]()
+        self.kprobe_ctl = None  # the kprobe point whose instruction this CPU is stepping out of line
         self._ip = IP_REG[self.arch]
         self._sp = SP_REG[self.arch]
 

@@ -191,7 +191,9 @@ class KprobeManager:
             probes.remove(kprobe)
             if probes:
                 return
-            point = self.points.pop(kprobe.addr)
+            point = self.points[kprobe.addr]
+            point.disarm()  # first: a CPU that still hits the break finds it gone and retries
+            del self.points[kprobe.addr]
             del self.break_list[kprobe.addr]
             if point.debug_address:
                 self.debug_list.pop(point.debug_address, None)
@@ -214,7 +216,7 @@ class KprobeManager:
             extra = self.extra_break_handlers.get(addr)
             if extra is not None:
                 return extra(frame)
-            if addr in self.debug_list:
+            if addr in self.debug_list or getattr(frame, "kprobe_ctl", None) is not None:
                 return self.kprobe_handler_from_debug(frame)
             if not self._still_break(addr):
                 frame.update_pc(addr)  # the probe went away after we hit it: retry the instruction
@@ -243,6 +245,7 @@ class KprobeManager:
             self._post(probes, frame, addr)
             return True
         self._log("slot", point.slot)
+        frame.kprobe_ctl = point  # Linux's per-CPU kprobe_ctlblk: the point being stepped
         frame.update_pc(point.slot)
         if frame.single_step_capable:
             frame.set_single_step(True)
@@ -252,9 +255,14 @@ class KprobeManager:
         """The second trap (x86 debug / riscv, loongarch second break): post-handlers, resume."""
         daddr = frame.debug_address()
         point = self._debug_points.get(daddr)
-        if point is None:
-            return False
-        probes = self.debug_list[daddr]
+        probes = self.debug_list.get(daddr)
+        if point is None or probes is None:
+            # Unregistered while this CPU was stepping its slot: finish the step without handlers.
+            point = getattr(frame, "kprobe_ctl", None)
+            if point is None or point.debug_address != daddr:
+                return False
+            probes = []
+        frame.kprobe_ctl = None
         if frame.single_step_capable:
             frame.set_single_step(False)
         self._post(probes, frame, point.addr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,9 @@ class SimKprobeAuxiliaryOps:
         self.mem = mem
         self.slot_base = slot_base
         self.slot_size = slot_size
-        self._free: list[int] = []
+        # FIFO reuse: a freed slot goes to the back, so a CPU still stepping in it (the probe was
+        # unregistered under it) finishes before the slot is handed out again.
+        self._free: deque[int] = deque()
         self._pages = 0
         self._lock = threading.Lock()
 
@@ -61,8 +64,8 @@ class SimKprobeAuxiliaryOps:
                 base = self.slot_base + self._pages * PAGE
                 self._pages += 1
                 self.mem.add(f"kprobe_insn_page {self._pages}", base, PAGE, write=False, exec_=True)
-                self._free = [base + i for i in range(PAGE - self.slot_size, -1, -self.slot_size)]
-            return self._free.pop()
+                self._free.extend(range(base, base + PAGE, self.slot_size))
+            return self._free.popleft()
 
     def dealloc_executable_memory(self, addr: int, size: int) -> None:
         with self._lock:
