@@ -187,13 +187,14 @@ class Btf:
             if t.kind != "DATASEC":
                 continue
             size = section_sizes.get(t.name, t.size)
-            if t.size == 0 and size:
+            if t.size == 0 and 0 < size <= 0xFFFFFFFF:
                 _TYPE.pack_into(buf, base + t.byte_offset, t.name_off, _info(t), size)
                 t.size = size
             new_info = []
             for i, (vtype, voff, vsize) in enumerate(t.secinfo):
                 var = self.types[vtype] if 0 <= vtype < len(self.types) else None
-                if var is not None and var.kind == "VAR" and voff == 0 and var.name in symbol_offsets:
+                if (var is not None and var.kind == "VAR" and voff == 0
+                        and 0 <= symbol_offsets.get(var.name, -1) <= 0xFFFFFFFF):
                     voff = symbol_offsets[var.name]
                     struct.pack_into("<III", buf, base + t.byte_offset + 12 + 12 * i, vtype, voff, vsize)
                 new_info.append((vtype, voff, vsize))

@@ -51,6 +51,7 @@ SHT_REL = 9
 SHF_WRITE = 0x1
 SHF_ALLOC = 0x2
 SHF_EXECINSTR = 0x4
+SHF_COMPRESSED = 0x800
 SHN_UNDEF = 0
 SHN_LORESERVE = 0xFF00
 
@@ -62,6 +63,9 @@ R_BPF_64_NODYLD32 = 4
 R_BPF_64_32 = 10
 
 BPF_CALL_INSN = 0x85
+# KMALLOC_MAX_SIZE on x86_64 (4 MiB): Linux refuses larger array values, and the cap keeps a
+# corrupted .bss size from making the parser allocate gigabytes.
+MAX_GLOBAL_DATA = 4 << 20
 BPF_F_RDONLY_PROG = 1 << 7
 
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
@@ -202,29 +206,43 @@ class _Parser:
             self.fail(f"section name table index {e_shstrndx} out of range ({e_shnum} sections)", offset=0x3E)
 
     def _read_sections(self) -> None:
+        """Section headers through pyelftools; names and data sliced here, bounds-checked.
+
+        Only the header parsing of pyelftools is used: its section objects decompress, follow
+        links and seek to unchecked offsets, which on a corrupted file fails in ways that say
+        nothing about the file.
+        """
+        from elftools.common.exceptions import ELFError
         from elftools.elf.elffile import ELFFile
 
-        elf = ELFFile(io.BytesIO(self.data))
-        self.elf = elf
-        shstr = elf.get_section(elf["e_shstrndx"]).header
+        try:
+            elf = ELFFile(io.BytesIO(self.data))
+            headers = [elf._get_section_header(i) for i in range(elf.num_sections())]
+        except ELFError as e:
+            self.fail(f"bad section header table ({e})", offset=struct.unpack_from("<Q", self.data, 0x28)[0])
+        shoff = elf["e_shoff"]
+        shstr = headers[elf["e_shstrndx"]]
+        self.where = "section name table"
         if shstr["sh_type"] != "SHT_STRTAB":
-            self.fail(f"section name table (section {elf['e_shstrndx']}) is not a string table")
+            self.fail(f"section {elf['e_shstrndx']} is not a string table", offset=shoff + elf["e_shstrndx"] * 64)
         self._check_bounds("section name table", shstr["sh_offset"], shstr["sh_size"], shstr["sh_type"])
-        for index in range(elf.num_sections()):
-            hdr = elf._get_section_header(index)
+        names = self.data[shstr["sh_offset"] : shstr["sh_offset"] + shstr["sh_size"]]
+        for index, hdr in enumerate(headers):
+            at = shoff + index * _SHDR_SIZE
             sh_type = _num(hdr["sh_type"], _SHT)
-            try:
-                name = elf._get_section_name(hdr)
-            except Exception:
-                self.fail(f"section {index} has a bad name offset {hdr['sh_name']}", offset=elf["e_shoff"] + index * 64)
+            name_off = hdr["sh_name"]
+            end = names.find(b"\0", name_off) if name_off < len(names) else -1
+            if end < 0:
+                self.fail(f"section {index} has a bad name offset {name_off}", offset=at)
+            name = names[name_off:end].decode("utf-8", "replace")
             self.where = name or f"#{index}"
-            if not isinstance(name, str):
-                self.fail(f"section {index} has a bad name")
             sec = _Section(index, name, sh_type, hdr["sh_flags"], hdr["sh_offset"], hdr["sh_size"], hdr["sh_link"],
                            hdr["sh_info"], hdr["sh_entsize"])
             if index and sh_type != SHT_NOBITS and sh_type != 0:
                 self._check_bounds(name, sec.offset, sec.size, sh_type)
                 sec.data = self.data[sec.offset : sec.offset + sec.size]
+            if sec.flags & SHF_COMPRESSED and (name in _INTERPRETED or sec.flags & (SHF_ALLOC | SHF_EXECINSTR)):
+                self.fail("compressed section (SHF_COMPRESSED) is not supported", offset=at)
             self.sections.append(sec)
             self.by_name.setdefault(name, sec)
         self.where = None
@@ -476,6 +494,9 @@ class _Parser:
         return arr.array[2]
 
     def _data_map(self, sec: _Section) -> None:
+        if sec.size > MAX_GLOBAL_DATA:
+            self.fail(f"{sec.size} bytes of global data; more than a map value can hold ({MAX_GLOBAL_DATA})",
+                      offset=sec.offset)
         kind = MapKind.BSS if sec.name.startswith(".bss") else (
             MapKind.RODATA if sec.name.startswith(".rodata") else MapKind.DATA)
         data = bytes(sec.size) if sec.type == SHT_NOBITS else sec.data
@@ -691,6 +712,7 @@ def _is_data_section(sec: _Section) -> bool:
     return any(n == p or n.startswith(p + ".") for p in (".data", ".rodata", ".bss"))
 
 
+_INTERPRETED = {".BTF", ".BTF.ext", ".symtab", ".strtab", "maps", ".maps", "license", "version"}
 _SHT = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "SHT_RELA": 4, "SHT_NOBITS": 8,
         "SHT_REL": 9}
 _STT = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE"}
