@@ -90,9 +90,6 @@ class QueueMap(UnifiedMap):
         except OSError as e:
             return -e.errno
 
-    def prog_update(self, key: bytes, value: bytes, flags: int = 0, cpu: int = 0) -> int:
-        return self.prog_push(value, flags)
-
     def __len__(self) -> int:
         return len(self.items)
 
