@@ -24,7 +24,7 @@ from .backends import KERNEL_KINDS
 from .cli import ARCHES, CliError, subcommand
 
 DEFAULT_WORKLOAD = "shell"
-DEFAULT_PAGES = 8
+DEFAULT_PAGES = 64  # per CPU, as bcc's tools size their perf buffers
 STREAM_MAP_TYPES = {"PERF_EVENT_ARRAY": 4, "RINGBUF": 27}
 _ARRAY_TYPES = {2, 6}  # BPF_MAP_TYPE_ARRAY, PERCPU_ARRAY
 VERIFIER_LINES = 3

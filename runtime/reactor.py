@@ -106,7 +106,10 @@ class Reactor:
 
     # -- waiting ----------------------------------------------------------------------------
     async def wait_any(self, fds: Iterable[int]) -> list[tuple[int, int]]:
-        """Sleep until one of ``fds`` is readable; returns [(fd, revents)] that woke us.
+        """Sleep until one of ``fds`` may be readable; returns [(fd, revents)] epoll named.
+
+        The list may be empty: every reactor wake-up wakes every waiter, which then re-checks
+        its sources (see _dispatch for why a readiness report can be lost on Linux).
 
         One task per descriptor at a time (trio.BusyResourceError otherwise), as with
         trio.lowlevel.wait_readable. Cancellation leaves the descriptors registered but with
@@ -132,7 +135,8 @@ class Reactor:
         return waiter.ready
 
     async def wait_readable(self, fd: int) -> int:
-        """Sleep until ``fd`` is readable (or hung up / in error); returns its revents."""
+        """Sleep until ``fd`` is readable (or hung up / in error); returns its revents, or 0
+        when woken without a report for it (re-check the source, then wait again)."""
         ready = await self.wait_any((fd,))
         return ready[0][1] if ready else 0
 
@@ -165,6 +169,13 @@ class Reactor:
             if waiter is not None:
                 waiter.ready.append((fd, revents))
                 waiter.event.set()
+        # Every waiter re-checks on every wake-up, named or not. Linux's perf_poll is
+        # destructive (it clears the buffer's wake-up flag), and trio's own epoll polls ours
+        # before we call epoll_wait, so a perf buffer's readiness can be consumed on the way
+        # and never reported here. Waiters' checks (data_head != data_tail) are cheap and
+        # non-destructive; a one-shot fd nobody reads still cannot make us spin.
+        for waiter in set(self._waiters.values()):
+            waiter.event.set()
         return len(events)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -81,8 +81,10 @@ class PerfStream:
             self._read(self._to_read)
             if self._queue:
                 break
-            ready = await self.reactor.wait_any(self.buffers)
-            self._to_read = [fd for fd, _ in ready]
+            await self.reactor.wait_any(self.buffers)
+            # Read every buffer, not only those epoll named: a report can be lost (see the
+            # reactor), and checking an idle buffer is one read of its data_head.
+            self._to_read = list(self.buffers)
         return self._queue.popleft()
 
     def close(self) -> None:

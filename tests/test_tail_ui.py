@@ -59,3 +59,43 @@ def test_maps_and_histograms_are_drawn():
     screen = _screen(state, now=state.started + 1)
     assert "counts" in screen and "bash" in screen and "12" in screen
     assert "2 -> 3" in screen and "latency" in screen
+
+
+def test_keys_pause_filter_and_quit():
+    state = TailState("t", ncpus=1)
+    for text in ("file=/etc/passwd", "file=/etc/hosts", "file=/etc/passwd2"):
+        state.add_event(0, text)
+    assert state.key("p") is None and state.paused
+    state.key("p")
+    assert not state.paused
+    for ch in "/hostz":
+        state.key(ch)
+    assert state.editing and state.filter == "hostz"
+    screen = _screen(state, now=state.started + 1)
+    assert "filter: hostz▏" in screen
+    state.key("\x7f")  # backspace
+    state.key("\r")
+    assert not state.editing and state.filter == "host"
+    assert [e[2] for e in state.events] == ["file=/etc/hosts"]  # shown events filtered at once
+    state.add_event(0, "file=/etc/passwd")
+    state.add_event(0, "file=/etc/hosts.allow")
+    assert [e[2] for e in state.events] == ["file=/etc/hosts", "file=/etc/hosts.allow"]
+    state.key("\x1b")
+    assert state.filter == ""
+    state.key("/")
+    assert state.key("q") is None and state.filter == "q"  # typing, not quitting
+    state.key("\x1b")
+    assert not state.editing and state.key("q") == "quit"
+
+
+def test_map_snapshots_and_ring_fill_are_drawn():
+    from loader.histogram import snapshot_map
+
+    state = TailState("t", ncpus=2)
+    state.set_maps([snapshot_map("counts", [(10, 3), (11, 9)]),
+                    snapshot_map("lat_hist", [(i, v) for i, v in enumerate([0, 2, 6, 1])], is_array=True)])
+    state.ring_fill = {"rb": 0.3}
+    screen = _screen(state, now=state.started + 1)
+    assert state.maps["counts"] == [("11", "9"), ("10", "3")]
+    assert state.histograms["lat_hist"] == [0, 2, 6, 1]
+    assert "ring rb: ███······· 30%" in screen and "4 -> 7" in screen
