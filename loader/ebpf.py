@@ -21,6 +21,7 @@ from typing import Any
 from kernel_sim.uapi.bpf import BpfCmd, BtfLoadAttr, MapCreateAttr, MapType, make_attr
 from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
 
+from .btf_sanitize import sanitize as sanitize_btf
 from .btf_values import BtfTypes
 from .errors import BtfError, EbpfError, MapError
 from .maps import Map, MapData, nr_possible_cpus, typed_map
@@ -180,23 +181,34 @@ class Ebpf:
 
                 prog.on_load.append(fill)
 
-    def _load_btf(self, raw: bytes) -> int | None:
-        """BPF_BTF_LOAD; None (and a warning) when the kernel refuses it, as Aya leaves BTF out."""
+    def _btf_load(self, raw: bytes, with_log: bool) -> tuple[int | None, OSError | None, str]:
         blob = ctypes.create_string_buffer(raw, len(raw))
-        log = ctypes.create_string_buffer(1 << 16)
-        attr = make_attr(BtfLoadAttr, btf=ctypes.addressof(blob), btf_size=len(raw))
+        log = ctypes.create_string_buffer(1 << 16 if with_log else 1)
+        fields = dict(btf=ctypes.addressof(blob), btf_size=len(raw))
+        if with_log:
+            fields.update(btf_log_buf=ctypes.addressof(log), btf_log_size=len(log), btf_log_level=1)
         try:
-            return self.sys.bpf(BpfCmd.BTF_LOAD, attr)
-        except OSError as first:
-            attr = make_attr(BtfLoadAttr, btf=ctypes.addressof(blob), btf_size=len(raw), btf_log_buf=ctypes.addressof(log),
-                             btf_log_size=len(log), btf_log_level=1)
-            try:
-                return self.sys.bpf(BpfCmd.BTF_LOAD, attr)
-            except OSError:
-                pass
-            text = log.value.decode(errors="replace").strip().splitlines()
-            self.warnings.append(f"BTF not loaded ({first.strerror}){': ' + text[-1] if text else ''}")
-            return None
+            return self.sys.bpf(BpfCmd.BTF_LOAD, make_attr(BtfLoadAttr, **fields)), None, ""
+        except OSError as e:
+            return None, e, log.value.decode(errors="replace") if with_log else ""
+
+    def _load_btf(self, raw: bytes) -> int | None:
+        """BPF_BTF_LOAD as is, else sanitized (kinds older kernels lack rewritten, as Aya and libbpf
+        do), else None with a warning: the object then loads without BTF, as Aya leaves it out."""
+        fd, err, _ = self._btf_load(raw, with_log=False)
+        if fd is not None:
+            return fd
+        if err is not None and err.errno in (errno.EINVAL, errno.E2BIG, errno.ENOTSUP):
+            fd, _err2, _ = self._btf_load(sanitize_btf(raw), with_log=False)
+            if fd is not None:
+                self.warnings.append(f"BTF sanitized: the kernel refused it as built ({err.strerror})")
+                return fd
+        _fd, _e, text = self._btf_load(raw, with_log=True)
+        if _fd is not None:
+            return _fd
+        lines = text.strip().splitlines()
+        self.warnings.append(f"BTF not loaded ({err.strerror if err else 'refused'}){': ' + lines[-1] if lines else ''}")
+        return None
 
     def _create_map(self, mdef, loader: EbpfLoader) -> MapData:
         max_entries = loader.max_entries.get(mdef.name, mdef.max_entries)
