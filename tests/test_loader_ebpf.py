@@ -17,7 +17,7 @@ from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
 from loader.backends import open_kernel
 from loader.ebpf import Ebpf, EbpfLoader
 from loader.errors import EbpfError
-from loader.maps import Array, HashMap, PerCpuArray
+from loader.maps import Array, HashMap, MapData, PerCpuArray
 from loader.obj import ObjectError
 from loader.perf_buffer import PerfEventArray
 from tests.conftest import REPO, linux_bpf_denied
@@ -120,16 +120,23 @@ def test_bad_objects_raise_object_error(sys, tmp_path):
         Ebpf.load(data[: len(data) // 3], kernel=sys, name="cut.o")
 
 
-def test_maps_pinned_by_name_are_reused():
-    reason = linux_bpf_denied()
-    if reason:
-        pytest.skip(reason)
-    sys = open_kernel("linux")
-    pin_dir = f"/sys/fs/bpf/bpfload_test_{os.getpid()}"
-    os.makedirs(pin_dir, exist_ok=True)
+def test_maps_pinned_by_name_are_reused(sys):
+    if sys.kind == "linux":
+        pin_dir = f"/sys/fs/bpf/bpfload_test_{os.getpid()}"
+        os.makedirs(pin_dir, exist_ok=True)
+        exists = os.path.exists
+    else:
+        pin_dir = "/sys/fs/bpf"  # a fresh simulated bpffs
+
+        def exists(path: str) -> bool:
+            try:
+                MapData.from_pin(sys, path).close()
+                return True
+            except OSError:
+                return False
     try:
         with EbpfLoader(kernel=sys).map_pin_path(pin_dir).load_file(OBJECTS / "legacy_maps.bpf.o") as first:
-            assert os.path.exists(f"{pin_dir}/pinned_stats") and not os.path.exists(f"{pin_dir}/packets")
+            assert exists(f"{pin_dir}/pinned_stats") and not exists(f"{pin_dir}/packets")
             stats = first.map("pinned_stats")
             stats[1] = 77
             first_id = stats.info().id
@@ -138,7 +145,10 @@ def test_maps_pinned_by_name_are_reused():
             assert again.info().id == first_id
             assert set(again[1]) == {(77).to_bytes(16, "little")}  # one 16-byte value per CPU
     finally:
-        shutil.rmtree(pin_dir, ignore_errors=True)
+        if sys.kind == "linux":
+            shutil.rmtree(pin_dir, ignore_errors=True)
+        else:
+            sys.unlink(f"{pin_dir}/pinned_stats")
 
 
 def describe(ebpf: Ebpf) -> dict:
