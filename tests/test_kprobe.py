@@ -296,3 +296,23 @@ def test_unhandled_break_oopses(kernel):
     kp_sys.hot["vfs_write"] = 1
     with pytest.raises(KernelOops):
         kernel.kcall("vfs_write", (0, 0, 0, 0), lambda *_: 0)
+
+
+def test_debugfs_lists_probes_and_the_blacklist(kernel):
+    from loader.kernel_info import read_file
+
+    kp_sys = kernel.kprobes
+    sys = kernel.syscalls(kernel.init_task)
+    kp = kp_sys.register_kprobe("vfs_read", 0)
+    kp_sys.register_kretprobe("do_sys_openat2")
+    kp.disable()
+    lines = read_file(sys, "/sys/kernel/debug/kprobes/list").splitlines()
+    read_addr = kp_sys.table.lookup_name("vfs_read")
+    open_addr = kp_sys.table.lookup_name("do_sys_openat2")
+    expected = sorted([(open_addr, f"{open_addr:016x}  r  do_sys_openat2+0x0    "),
+                       (read_addr, f"{read_addr:016x}  k  vfs_read+0x0    [DISABLED]")])
+    assert lines == [line for _, line in expected]
+    blacklist = read_file(sys, "/sys/kernel/debug/kprobes/blacklist")
+    tramp = kp_sys.table.lookup_name("arch_rethook_trampoline")
+    assert f"0x{tramp:016x}-" in blacklist and "\tarch_rethook_trampoline\n" in blacklist
+    assert "\tvfs_read\n" not in blacklist

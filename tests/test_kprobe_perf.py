@@ -205,3 +205,19 @@ def test_unprivileged_open_is_eacces():
     with pytest.raises(OSError) as e:
         open_probe(user, b"do_sys_openat2")
     assert e.value.errno == errno.EACCES
+
+
+def test_perf_link_attaches_and_detaches_a_kprobe_program(sys):
+    from kernel_sim.uapi.bpf import AttachType, BpfCmd, LinkCreateAttr, make_attr
+
+    fd = open_probe(sys, b"do_sys_openat2")
+    sys.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
+    prog = StubProg()
+    prog_fd = sys.task.files.install(StubProgFile(prog))
+    link_fd = sys.bpf(BpfCmd.LINK_CREATE, make_attr(LinkCreateAttr, prog_fd=prog_fd, target_fd=fd,
+                                                      attach_type=AttachType.PERF_EVENT))
+    sys.openat("/proc/version", O_RDONLY)
+    assert len(prog.ctxs) == 1
+    sys.close(link_fd)
+    sys.openat("/proc/version", O_RDONLY)
+    assert len(prog.ctxs) == 1 and prog.refs == 0

@@ -97,3 +97,14 @@ def test_offset_inside_an_instruction_is_eilseq(sys):
         define(sys, b"p:kprobes/e3 do_sys_openat2+%d\n" % inside)
     assert e.value.errno == errno.EILSEQ
     define(sys, b"p:kprobes/ok do_sys_openat2+%d\n" % {"x86_64": 1, "riscv64": 2, "loongarch64": 4}[sys.kernel.arch])
+
+
+def test_kprobe_profile_counts_hits(sys):
+    define(sys, b"p:kprobes/prof do_sys_openat2\n")
+    fd = open_trace_event(sys, "prof")
+    for _ in range(3):
+        sys.close(sys.openat("/proc/version", O_RDONLY))
+    lines = read_file(sys, f"{TRACEFS}/kprobe_profile").splitlines()
+    # 3 opens, and the one that opened kprobe_profile to read this
+    assert lines == [f"  {'prof':<44} {4:>15} {0:>15}"]
+    sys.close(fd)

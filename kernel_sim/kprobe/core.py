@@ -65,6 +65,7 @@ class Kprobe:
     event_callback: CallBackFunc | None = None  # runs with the pre-handlers (Linux's order)
     nhit: int = 0
     nmissed: int = 0
+    kind: str = "k"  # "k" kprobe, "r" a kretprobe's entry probe (as debugfs kprobes/list shows them)
     addr: int = field(init=False)
 
     def __post_init__(self) -> None:

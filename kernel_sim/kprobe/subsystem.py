@@ -113,6 +113,38 @@ class Kprobes:
         vfs.add_file("/proc/kallsyms", kallsyms, fs="procfs")
         vfs.add_file("/sys/kernel/tracing/available_filter_functions", self.table.available_filter_functions,
                      fs="tracefs")
+        vfs.add_file("/sys/kernel/tracing/kprobe_profile", self._kprobe_profile, fs="tracefs")
+        vfs.add_file("/sys/kernel/debug/kprobes/list", self._debugfs_list, fs="tracefs")
+        vfs.add_file("/sys/kernel/debug/kprobes/blacklist", self._debugfs_blacklist, fs="tracefs")
+        vfs.add_file("/sys/kernel/debug/kprobes/enabled", lambda: "1\n", fs="tracefs")
+
+    def _debugfs_list(self) -> str:
+        """debugfs kprobes/list: "address  k|r  symbol+0xoff  " and [DISABLED], as Linux prints it."""
+        lines = []
+        with self.manager.lock:
+            for addr, probes in sorted(self.manager.break_list.items()):
+                name, off = self.table.lookup_address(addr) or ("", 0)
+                for p in probes:
+                    lines.append(f"{addr:016x}  {p.kind}  {name}+{off:#x}    {'' if p.enabled else '[DISABLED]'}\n")
+        return "".join(lines)
+
+    def _debugfs_blacklist(self) -> str:
+        """debugfs kprobes/blacklist: the functions kprobes refuse (entry code, trampolines)."""
+        out = []
+        for i, name in enumerate(self.table.names):
+            if self.table.notrace[i]:
+                start, size, _ = self.table.size_offset(self.table.addrs[i])
+                out.append(f"0x{start:016x}-0x{start + size:016x}\t{name}\n")
+        return "".join(out)
+
+    def _kprobe_profile(self) -> str:
+        """tracefs kprobe_profile: each kprobe event's hits and misses."""
+        lines = []
+        for key, tp in sorted(self.kernel.tracing.by_name.items()):
+            probe = getattr(tp, "probe", None)
+            if isinstance(probe, TraceKprobe):
+                lines.append(f"  {key.split('/', 1)[1]:<44} {probe.nhit:>15} {probe.nmissed:>15}\n")
+        return "".join(lines)
 
     # -- execution ---------------------------------------------------------------------------------
     def kcall(self, name: str, args: tuple, body: Callable):
@@ -184,7 +216,7 @@ class Kprobes:
                            maxactive: int = 0) -> Kretprobe:
         where = self.resolve(symbol, offset, retprobe=True, addr=addr)
         base = self.table.lookup_name(symbol) if symbol else where
-        kp = Kprobe(symbol or "", base, where - base)
+        kp = Kprobe(symbol or "", base, where - base, kind="r")
         # Linux's default pool: max(10, 2 * NR_CPUS) instances.
         rp = Kretprobe(kp, handler, entry_handler, maxactive or max(10, 2 * self.kernel.ncpus))
         kp.pre_handler = self.kretprobes.make_entry_handler(rp)
@@ -220,8 +252,15 @@ class TraceKprobe:
         self.offset = offset
         self.retprobe = retprobe
         self.probe: Kprobe | Kretprobe | None = None
+        self.nhit = 0
+        self._missed_before = 0  # misses of earlier registrations of this event's probe
+
+    @property
+    def nmissed(self) -> int:
+        return self._missed_before + (self.probe.nmissed if self.probe is not None else 0)
 
     def _fire(self, _probe, frame: Trapframe) -> None:
+        self.nhit += 1
         ctx = None
         for event in list(self.tp.events):
             if event.enabled and event.prog is not None:
@@ -238,6 +277,7 @@ class TraceKprobe:
             self.release()
 
     def release(self) -> None:
+        self._missed_before = self.nmissed
         if isinstance(self.probe, Kretprobe):
             self.kprobes.unregister_kretprobe(self.probe)
         elif self.probe is not None:
