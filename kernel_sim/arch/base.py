@@ -153,6 +153,9 @@ class Arch:
     trapframe: type[Trapframe] = Trapframe
     ret_in_register = True  # riscv/loongarch: ra; x86: on the stack
 
+    def __init__(self) -> None:
+        self._decoded: dict[bytes, Insn] = {}  # instruction bytes -> decoded (the set is small)
+
     def emit_function(self, addr: int, thunk: int, entry: bool) -> FunctionCode:
         raise NotImplementedError
 

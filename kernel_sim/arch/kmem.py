@@ -46,6 +46,7 @@ class KernelMemory:
         self.regions: list[Region] = []
         self._bases: list[int] = []
         self._lock = threading.Lock()
+        self._last = Region("none", 0, 0, write=False, exec_=False)  # the region found last time
 
     def add(self, name: str, base: int, size: int, *, write: bool, exec_: bool) -> Region:
         region = Region(name, base, size, write=write, exec_=exec_)
@@ -58,10 +59,14 @@ class KernelMemory:
         return region
 
     def region_of(self, addr: int, n: int = 1) -> Region:
+        last = self._last
+        if last.base <= addr and addr + n <= last.end:
+            return last
         i = bisect.bisect(self._bases, addr) - 1
         if i >= 0:
             region = self.regions[i]
             if addr + n <= region.end:
+                self._last = region
                 return region
         raise MemoryFault(addr, "access")
 

@@ -98,6 +98,13 @@ class Loongarch64(Arch):
         return bytes(insn) + BREAK0
 
     def decode(self, code: bytes, off: int = 0) -> Insn:
+        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
+        insn = self._decoded.get(key)
+        if insn is None:
+            insn = self._decoded[key] = self._decode(key)
+        return insn
+
+    def _decode(self, code: bytes, off: int = 0) -> Insn:
         if len(code) < off + 4:
             raise IllegalInstruction("loongarch64: truncated instruction")
         w = _W.unpack_from(code, off)[0]

@@ -100,6 +100,13 @@ class Riscv64(Arch):
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(self, code: bytes, off: int = 0) -> Insn:
+        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
+        insn = self._decoded.get(key)
+        if insn is None:
+            insn = self._decoded[key] = self._decode(key)
+        return insn
+
+    def _decode(self, code: bytes, off: int = 0) -> Insn:
         h = code[off] | (code[off + 1] << 8)
         if h & 3 != 3:
             return self._decode16(h)

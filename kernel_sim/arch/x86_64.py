@@ -80,6 +80,13 @@ class X86_64(Arch):
 
     # -- decoding --------------------------------------------------------------------------------
     def decode(self, code: bytes, off: int = 0) -> Insn:
+        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
+        insn = self._decoded.get(key)
+        if insn is None:
+            insn = self._decoded[key] = self._decode(key)
+        return insn
+
+    def _decode(self, code: bytes, off: int = 0) -> Insn:
         b0 = code[off]
         if b0 == 0xCC:
             return Insn(1, "int3", "break")
