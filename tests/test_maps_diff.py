@@ -11,7 +11,9 @@ Skipped, with the reason, where this machine denies bpf().
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
+import struct
 
 import pytest
 from conftest import boot, linux_bpf_denied
@@ -34,8 +36,11 @@ from kernel_sim.uapi.bpf import (
     BPF_F_WRONLY_PROG,
     BPF_F_ZERO_SEED,
     BPF_NOEXIST,
+    BpfBtfInfo,
     BpfCmd,
+    BtfLoadAttr,
     GetIdAttr,
+    InfoAttr,
     MapCreateAttr,
     MapElemAttr,
     make_attr,
@@ -494,8 +499,109 @@ def scenario_pin(r: Rec) -> None:
     r("gone after unlink", u.sys.bpf, B.MAP_GET_FD_BY_ID, make_attr(GetIdAttr, start_id=map_id))
 
 
+def scenario_mmap(r: Rec) -> None:
+    u = r.u
+    rw = mmap.PROT_READ | mmap.PROT_WRITE
+
+    def mm(fd, length, prot, flags=mmap.MAP_SHARED, off=0):
+        m = u.sys.mmap(fd, length, prot, flags, off)
+        u.sys.munmap(m)
+        return "mapped"
+
+    a = u.create(T.ARRAY, 4, 8, 4, BPF_F_MMAPABLE)
+    r("rw", mm, a, 4096, rw)
+    r("private", mm, a, 4096, rw, mmap.MAP_PRIVATE)
+    r("past the end", mm, a, 8192, rw)
+    r("offset past the end", mm, a, 4096, rw, off=4096)
+    a2 = u.create(T.ARRAY, 4, 8, 1024, BPF_F_MMAPABLE)
+    r("two pages", mm, a2, 8192, mmap.PROT_READ)
+    r("second page", mm, a2, 4096, mmap.PROT_READ, off=4096)
+    r("third page", mm, a2, 4096, mmap.PROT_READ, off=8192)
+    na = u.create(T.ARRAY, 4, 8, 4)
+    r("not mmapable rw", mm, na, 4096, rw)
+    r("not mmapable ro", mm, na, 4096, mmap.PROT_READ)
+    r("hash", mm, u.create(T.HASH, 4, 8, 4), 4096, mmap.PROT_READ)
+    rp = u.create(T.ARRAY, 4, 8, 4, BPF_F_MMAPABLE | BPF_F_RDONLY_PROG)
+    r("rdonly_prog rw", mm, rp, 4096, rw)
+    r("rdonly_prog ro", mm, rp, 4096, mmap.PROT_READ)
+    for fl in (BPF_F_RDONLY, BPF_F_WRONLY):
+        fd = u.sys.bpf(B.MAP_GET_FD_BY_ID, make_attr(GetIdAttr, start_id=u.info(a).id, open_flags=fl))
+        r(f"fd mode {fl} rw", mm, fd, 4096, rw)
+        r(f"fd mode {fl} ro", mm, fd, 4096, mmap.PROT_READ)
+        u.sys.close(fd)
+    fz = u.create(T.ARRAY, 4, 8, 4, BPF_F_MMAPABLE)
+    u.freeze(fz)
+    r("frozen rw", mm, fz, 4096, rw)
+    r("frozen ro", mm, fz, 4096, mmap.PROT_READ)
+    m = u.sys.mmap(a, 4096, rw, mmap.MAP_SHARED, 0)
+    m[0:8] = v(0x55)
+    r("mmap write seen by lookup", u.lookup, a, k(0), 8)
+    u.update(a, k(1), v(0x66))
+    r("update seen in the mapping", lambda: bytes(m[8:16]))
+    r("freeze with a writable mapping", u.freeze, a)
+    u.sys.munmap(m)
+    r("freeze after munmap", u.freeze, a)
+    rb = u.create(T.RINGBUF, 0, 0, 4096)
+    r("ringbuf consumer page rw", mm, rb, 4096, rw)
+    r("ringbuf producer page rw", mm, rb, 4096, rw, off=4096)
+    r("ringbuf two pages rw", mm, rb, 8192, rw)
+    r("ringbuf all ro", mm, rb, 4096 * 4, mmap.PROT_READ)
+    r("ringbuf too big", mm, rb, 4096 * 5, mmap.PROT_READ)
+    r("ringbuf private", mm, rb, 4096, mmap.PROT_READ, mmap.MAP_PRIVATE)
+
+
+def scenario_btf_info_epoll(r: Rec) -> None:
+    u = r.u
+    # [1] int (4 bytes), [2] struct s { int a; } (8 bytes)
+    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)
+    types += struct.pack("<III", 5, (4 << 24) | 1, 8) + struct.pack("<III", 7, 1, 0)
+    strs = b"\0int\0s\0a\0"
+    blob = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs)) + types + strs
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    btf = u.sys.bpf(B.BTF_LOAD, make_attr(BtfLoadAttr, btf=ctypes.addressof(buf), btf_size=len(blob)))
+    u.fds.append(btf)
+    ok = r.create("btf key int, value struct", T.HASH, 4, 8, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=2)
+    r("btf ids in info", lambda: info_tuple(u.info(ok)))
+    bi = BpfBtfInfo()
+    u.sys.bpf(B.OBJ_GET_INFO_BY_FD, make_attr(InfoAttr, bpf_fd=btf, info_len=ctypes.sizeof(bi), info=ctypes.addressof(bi)))
+    r("btf_id is the BTF object's id", lambda: u.info(ok).btf_id == bi.id)
+    r.create("btf key size mismatch", T.HASH, 8, 8, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=2)
+    r.create("btf value size mismatch", T.HASH, 4, 4, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=2)
+    r.create("btf unknown type id", T.HASH, 4, 8, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=9)
+    r.create("btf void key on a hash", T.HASH, 4, 8, 4, btf_fd=btf, btf_key_type_id=0, btf_value_type_id=2)
+    r.create("btf void key on a 1-entry array (not DATASEC)", T.ARRAY, 4, 8, 1, btf_fd=btf, btf_value_type_id=2)
+    r.create("btf array", T.ARRAY, 4, 8, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=2)
+    r.create("btf queue", T.QUEUE, 0, 8, 4, btf_fd=btf, btf_value_type_id=2)
+    r.create("btf int value", T.HASH, 4, 4, 4, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=1)
+    for args in ((T.PERCPU_HASH, 4, 3, 4), (T.LRU_HASH, 4, 8, 3, BPF_F_NO_COMMON_LRU), (T.QUEUE, 0, 4, 3),
+                 (T.RINGBUF, 0, 0, 8192), (T.PERF_EVENT_ARRAY, 4, 4, 3), (T.PROG_ARRAY, 4, 4, 3),
+                 (T.LRU_PERCPU_HASH, 4, 4, 3, BPF_F_NO_COMMON_LRU), (T.STACK, 0, 8, 1)):
+        r(f"info {args}", lambda a=args: info_tuple(u.info(u.create(*a))))
+    h = u.create(T.HASH, 4, 8, 4)
+    ep = u.sys.epoll_create1(0)
+    u.fds.append(ep)
+    r("epoll on a hash map", u.sys.epoll_ctl, ep, 1, h, 1)
+    r("a hash map polls EPOLLERR", lambda: [ev for _fd, ev in u.sys.epoll_wait(ep, 4, 0)])
+    # map-in-map batches
+    na = u.create(T.ARRAY, 4, 8, 4)
+    aom = u.create(T.ARRAY_OF_MAPS, 4, 4, 2, inner_map_fd=na)
+    r("aom update batch", lambda: u.batch(B.MAP_UPDATE_BATCH, aom, 1, 4, 4, keys=k(1), values=k(na))[:2])
+    r("aom lookup batch", lambda: u.batch(B.MAP_LOOKUP_BATCH, aom, 2, 4, 4)[:2])
+    r("aom delete batch", u.batch, B.MAP_DELETE_BATCH, aom, 1, 4, 4, keys=k(1))
+    hom = u.create(T.HASH_OF_MAPS, 4, 4, 2, inner_map_fd=h)
+    r("hom update batch", lambda: u.batch(B.MAP_UPDATE_BATCH, hom, 1, 4, 4, keys=k(1), values=k(h))[:2])
+    r("hom lookup_and_delete", u.lookup_and_delete, hom, k(1), 4)
+    r("hom lookup_and_delete batch", lambda: u.batch(B.MAP_LOOKUP_AND_DELETE_BATCH, hom, 2, 4, 4)[:3])
+    r("hom delete batch", u.batch, B.MAP_DELETE_BATCH, hom, 1, 4, 4, keys=k(1))
+    r("prog array update batch", u.batch, B.MAP_UPDATE_BATCH, u.create(T.PROG_ARRAY, 4, 4, 2), 1, 4, 4,
+      keys=k(1), values=k(999))
+    r("ringbuf lookup batch", u.batch, B.MAP_LOOKUP_BATCH, u.create(T.RINGBUF, 0, 0, 4096), 1, 0, 0)
+    r("percpu array delete batch", u.batch, B.MAP_DELETE_BATCH, u.create(T.PERCPU_ARRAY, 4, 4, 2), 1, 4, 4, keys=k(1))
+
+
 @pytest.mark.parametrize("scenario", [scenario_hash, scenario_array, scenario_queue_stack_ringbuf, scenario_fd_arrays,
-                                      scenario_batches, scenario_freeze_modes, scenario_pin],
+                                      scenario_batches, scenario_freeze_modes, scenario_pin, scenario_mmap,
+                                      scenario_btf_info_epoll],
                          ids=lambda f: f.__name__.removeprefix("scenario_"))
 def test_same_answers(both, scenario):
     run_both(both, scenario)

@@ -62,7 +62,7 @@ def copy_key(m: UnifiedMap, ukey: int) -> bytes | None:
 
 
 # -- MAP_CREATE ------------------------------------------------------------------------------------
-_BTF_KINDS_WITH_SIZE = {1, 4, 5, 6, 16, 19}  # INT, STRUCT, UNION, ENUM, FLOAT, ENUM64
+_BTF_KINDS_WITH_SIZE = {1, 4, 5, 6, 15, 16, 19}  # INT, STRUCT, UNION, ENUM, DATASEC, FLOAT, ENUM64
 _BTF_MODIFIERS = {8, 9, 10, 11, 18}  # TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG
 
 
@@ -82,12 +82,21 @@ def _btf_type_size(btf, type_id: int) -> int | None:
     return None
 
 
+def _keyless_btf_ok(m: UnifiedMap, btf, value_type_id: int) -> bool:
+    """Linux allows a void key only for global data: a one-entry array whose value is a DATASEC."""
+    if m.map_type != MapType.ARRAY or m.max_entries != 1 or value_type_id > len(btf.types):
+        return False
+    return btf.types[value_type_id - 1][0] == 15
+
+
 def _attach_btf(m: UnifiedMap, a: MapCreateAttr) -> None:
     file = current().files.get(a.btf_fd)
     btf = getattr(file, "btf", None) if getattr(file, "is_btf", False) else None
     if btf is None:
         raise oserror(errno.EINVAL)
     if a.btf_value_type_id:
+        if not a.btf_key_type_id and not _keyless_btf_ok(m, btf, a.btf_value_type_id):
+            raise oserror(errno.EINVAL)
         for type_id, size in ((a.btf_key_type_id, m.key_size), (a.btf_value_type_id, m.value_size)):
             if type_id > len(btf.types):
                 raise oserror(errno.EINVAL)

@@ -38,6 +38,7 @@ from .base import (
     PCPU_MIN_UNIT_SIZE,
     SIM_MAX_MAP_BYTES,
     BpfMapFile,
+    MapMapping,
     PerCpuVariants,
     UnifiedMap,
     alloc_buffer,
@@ -144,11 +145,9 @@ class ArrayMap(UnifiedMap):
 
     # -- mmap ----------------------------------------------------------------------------------
     def mmap(self, file: BpfMapFile, length: int, prot: int, flags: int, offset: int):
-        """Linux's bpf_map_mmap + array_map_mmap for BPF_F_MMAPABLE arrays."""
+        """Linux's bpf_map_mmap + array_map_mmap for BPF_F_MMAPABLE arrays (the same pages)."""
         write = bool(prot & mmap.PROT_WRITE)
-        if write and flags & mmap.MAP_SHARED and (file.flags & O_ACCMODE) == O_RDONLY:
-            raise oserror(errno.EACCES)
-        if not flags & mmap.MAP_SHARED:
+        if not flags & mmap.MAP_SHARED or (file.flags & O_ACCMODE) == O_RDONLY:
             raise oserror(errno.EINVAL)
         with self.lock:
             if write:
@@ -156,26 +155,17 @@ class ArrayMap(UnifiedMap):
                     raise oserror(errno.EPERM)
                 if self.map_flags & BPF_F_RDONLY_PROG:
                     raise oserror(errno.EACCES)
-            if self.pages is None:
+            if self.pages is None or offset + _page_align(length) > self.pages.size:
                 raise oserror(errno.EINVAL)
-            if offset + length > self.pages.size:
-                raise oserror(errno.EINVAL)
-            view = self.pages.map_user_pieces([(offset, _page_align(length))], prot)
+            on_unmap = None
             if write:
                 self.writable_mmaps += 1
-                unmap = view.munmap
-                state = {"open": True}
 
-                def munmap() -> None:
-                    if state["open"]:
-                        state["open"] = False
-                        with self.lock:
-                            self.writable_mmaps -= 1
-                    unmap()
+                def on_unmap() -> None:
+                    with self.lock:
+                        self.writable_mmaps -= 1
 
-                view.munmap = munmap
-                view.close = munmap
-            return view
+            return MapMapping(self.pages.fd, length, on_unmap, flags=mmap.MAP_SHARED, prot=prot, offset=offset)
 
     # -- program side ----------------------------------------------------------------------------
     def prog_lookup(self, key: bytes, cpu: int = 0) -> int:
@@ -442,6 +432,7 @@ class ProgArray(FdArrayMap):
 
 class ArrayOfMaps(FdArrayMap):
     map_type = MapType.ARRAY_OF_MAPS
+    batch_ops = frozenset({"lookup", "update"})
 
     def __init__(self, kernel: Kernel, attr: MapCreateAttr) -> None:
         self.inner_meta = inner_map_meta(attr.inner_map_fd)

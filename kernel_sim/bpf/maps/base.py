@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import threading
 from typing import TYPE_CHECKING, ClassVar
 
@@ -314,11 +315,32 @@ class BpfMapFile(File):
         return self.map.poll()
 
     def mmap(self, length: int, prot: int, flags: int, offset: int):
+        """The mm layer's checks against the fd's open mode come first (EACCES), then the map's."""
+        acc = self.flags & O_ACCMODE
+        if acc == O_WRONLY or (acc == O_RDONLY and prot & mmap.PROT_WRITE and flags & mmap.MAP_SHARED):
+            raise oserror(errno.EACCES)
         return self.map.mmap(self, length, prot, flags, offset)
 
     def release(self) -> None:
         self.map.file_released(self)
         self.map.put_uref()
+
+
+class MapMapping(mmap.mmap):
+    """A user mapping of map memory that tells the map when it goes (writable mmaps block freeze)."""
+
+    def __new__(cls, fileno: int, length: int, on_unmap=None, **kw):
+        obj = super().__new__(cls, fileno, length, **kw)
+        obj._on_unmap = on_unmap
+        return obj
+
+    def close(self) -> None:
+        hook, self._on_unmap = self._on_unmap, None
+        super().close()
+        if hook is not None:
+            hook()
+
+    munmap = close
 
 
 def u32(key: bytes) -> int:

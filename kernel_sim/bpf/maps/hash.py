@@ -283,7 +283,7 @@ class HashMap(UnifiedMap):
                 for k in keys:
                     out.append((k, self._read_user(self._slots[k])))
                     if delete:
-                        self._delete(k)
+                        HashMap._delete(self, k)
                 batch += 1
                 if batch >= self.n_buckets:
                     return out, batch, errno.ENOENT
@@ -384,6 +384,9 @@ class HashOfMaps(HashMap):
         except OSError:
             inner.put()
             raise
+
+    def sys_lookup_and_delete(self, key: bytes | None, flags: int) -> bytes:
+        raise oserror(ENOTSUPP)  # the syscall pops only from plain hash maps (the batch form works)
 
     def prog_lookup(self, key: bytes, cpu: int = 0) -> int:
         slot = self._slots.get(key)

@@ -9,7 +9,6 @@ address is ``ringbuf_base + DATA_OFF + offset`` and programs write samples in pl
 from __future__ import annotations
 
 import errno
-import mmap
 from typing import TYPE_CHECKING
 
 from ...fs.file import oserror
@@ -50,8 +49,8 @@ class RingBufMap(UnifiedMap):
         return EPOLLIN | EPOLLRDNORM if self.ringbuf.readable() else 0
 
     def mmap(self, file: BpfMapFile, length: int, prot: int, flags: int, offset: int):
-        if prot & mmap.PROT_WRITE and flags & mmap.MAP_SHARED and (file.flags & O_ACCMODE) == O_RDONLY:
-            raise oserror(errno.EACCES)
+        if (file.flags & O_ACCMODE) == O_RDONLY:
+            raise oserror(errno.EINVAL)
         return self.ringbuf.mmap(length, prot, flags, offset)
 
     # -- program side: addresses of records in the VM ------------------------------------------
