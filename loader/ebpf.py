@@ -223,7 +223,14 @@ class Ebpf:
                 if e.errno != errno.ENOENT:
                     raise MapError(f"map {mdef.name!r}: cannot open pinned {pin_file}: {e.strerror}", e.errno) from None
             else:
+                have = (data.map_type, data.key_size, data.value_size, data.max_entries)
+                want = (mdef.map_type, mdef.key_size, mdef.value_size, max_entries)
+                if have != want:
+                    data.close()
+                    raise MapError(f"map {mdef.name!r}: pinned {pin_file} is (type, key, value, max_entries) = "
+                                   f"{have}, the object defines {want}", errno.EINVAL)
                 data.btf = self.btf_types
+                data.btf_key_type_id, data.btf_value_type_id = mdef.btf_key_type_id, mdef.btf_value_type_id
                 return data
         data = self._map_create(mdef, max_entries)
         try:

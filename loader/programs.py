@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import weakref
 from typing import TYPE_CHECKING
 
 from kernel_sim.uapi.bpf import (
@@ -168,24 +169,37 @@ def perf_event_open_probe(sys, pmu: str, retprobe: bool, target: str, offset: in
 
 # LINK_CREATE errnos that mean "this kernel has no perf links" (524 is the kernel's ENOTSUPP).
 _NO_PERF_LINK = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS, 524})
-# Cached per kernel: whether BPF_LINK_CREATE accepts BPF_PERF_EVENT.
-_PERF_LINK_SUPPORT: dict[int, bool] = {}
+# Cached per kernel object: whether BPF_LINK_CREATE accepts BPF_PERF_EVENT (Aya probes it once).
+_PERF_LINK_SUPPORT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _perf_link_known(sys) -> bool:
+    try:
+        return _PERF_LINK_SUPPORT.get(sys, True)
+    except TypeError:  # not weak-referenceable: probe every time
+        return True
+
+
+def _perf_link_note(sys, supported: bool) -> None:
+    try:
+        _PERF_LINK_SUPPORT[sys] = supported
+    except TypeError:
+        pass
 
 
 def perf_attach(sys, prog_fd: int, perf_fd: int, probe_event: ProbeEvent | None = None,
                 allow_link: bool = True) -> PerfLink:
     """Put the program on the perf event: a perf link where supported, else SET_BPF + ENABLE."""
-    key = id(sys)
-    if allow_link and _PERF_LINK_SUPPORT.get(key, True):
+    if allow_link and _perf_link_known(sys):
         attr = make_attr(LinkCreateAttr, prog_fd=prog_fd, target_fd=perf_fd, attach_type=AttachType.PERF_EVENT)
         try:
             link_fd = sys.bpf(BpfCmd.LINK_CREATE, attr)
-            _PERF_LINK_SUPPORT[key] = True
+            _perf_link_note(sys, True)
             return PerfLink(sys, perf_fd, link_fd, probe_event)
         except OSError as e:
             if e.errno not in _NO_PERF_LINK:
                 raise
-            _PERF_LINK_SUPPORT[key] = False
+            _perf_link_note(sys, False)
     sys.ioctl(perf_fd, PERF_EVENT_IOC_SET_BPF, prog_fd)
     sys.ioctl(perf_fd, PERF_EVENT_IOC_ENABLE, 0)
     return PerfLink(sys, perf_fd, None, probe_event)

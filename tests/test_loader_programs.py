@@ -214,3 +214,35 @@ def test_loaded_programs_match_on_both_kernels(any_kernel):
             assert info.type == prog.prog_type
             assert info.xlated_prog_len == 8 * prog.insn_count
             assert info.name.decode() == prog.kernel_name
+
+
+class NoPerfLinks(Recording):
+    """A kernel without perf links (before 5.15): LINK_CREATE with BPF_PERF_EVENT is EINVAL."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner)
+        self.link_creates = 0
+
+    def bpf(self, cmd, attr):
+        from kernel_sim.uapi.bpf import BpfCmd
+
+        if cmd == BpfCmd.LINK_CREATE:
+            self.link_creates += 1
+            raise OSError(errno.EINVAL, "no perf links")
+        return self.inner.bpf(cmd, attr)
+
+
+def test_without_perf_links_ioctl_attach_is_used(any_kernel):
+    k = NoPerfLinks(any_kernel)
+    with Ebpf.load_file(SECTIONS, kernel=k) as ebpf:
+        prog = ebpf.program("tp_switch")
+        prog.load()
+        first = prog.attach()
+        with pytest.raises(AttachError) as e:  # the same program twice on one tracepoint: Linux's EEXIST
+            prog.attach("sched", "sched_switch")
+        assert e.value.errno == errno.EEXIST
+        first.detach()
+        second = prog.attach("sched", "sched_switch")
+        assert first.attach_mode == second.attach_mode == "ioctl"
+        assert k.link_creates == 1  # probed once, remembered for this kernel
+        second.detach()

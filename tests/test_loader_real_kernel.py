@@ -176,18 +176,22 @@ struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, _
     args SEC(".maps");
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); }
     rets SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096); } calls SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); __uint(key_size, 4); __uint(value_size, 4); } returns SEC(".maps");
 SEC("uprobe")
 int on_call(struct pt_regs *ctx) {
     __u32 x = (__u32)PT_REGS_PARM1(ctx);
     __u64 one = 1, *v = bpf_map_lookup_elem(&args, &x);
     if (v) __sync_fetch_and_add(v, 1); else bpf_map_update_elem(&args, &x, &one, BPF_ANY);
+    bpf_ringbuf_output(&calls, &x, sizeof(x), 0);
     return 0;
 }
 SEC("uretprobe")
 int on_return(struct pt_regs *ctx) {
     __u32 k = 0;
-    __u64 *sum = bpf_map_lookup_elem(&rets, &k);
-    if (sum) *sum += PT_REGS_RC(ctx);
+    __u64 rc = PT_REGS_RC(ctx), *sum = bpf_map_lookup_elem(&rets, &k);
+    if (sum) *sum += rc;
+    bpf_perf_event_output(ctx, &returns, BPF_F_CURRENT_CPU, &rc, sizeof(rc));
     return 0;
 }
 char LICENSE[] SEC("license") = "GPL";
@@ -209,11 +213,19 @@ def test_uprobe_and_uretprobe_on_a_real_binary(linux, tmp_path):
         ret.load()
         l1 = entry.attach(str(binary), "bpfload_target")
         l2 = ret.attach(str(binary), "bpfload_target")
+        calls = RingBuf(ebpf.take_map("calls"))
+        returns = PerfEventArray(ebpf.take_map("returns"))
+        bufs = returns.open_all()
         out = subprocess.run([str(binary), "7"], capture_output=True, text=True, check=True)
         counts = HashMap(ebpf.map("args"))
         assert dict(counts.items()) == {i: 1 for i in range(7)}
         rets = PerCpuArray(ebpf.map("rets"))
         assert sum(rets[0]) == int(out.stdout) == sum(2 * i for i in range(7))
+        assert [struct.unpack("<I", r)[0] for r in calls.drain()] == list(range(7))  # ring buffer, in order
+        samples = [struct.unpack_from("<Q", raw)[0] for buf in bufs for raw in buf.read_events()[0]]
+        assert sorted(samples) == [2 * i for i in range(7)]  # perf buffers (one per CPU)
+        calls.close()
+        returns.close()
         l1.detach()
         l2.detach()
         subprocess.run([str(binary), "3"], capture_output=True, check=True)
