@@ -1,8 +1,9 @@
-"""Generated ALU/branch programs: kernel_sim (interpreter and JIT) against this machine's Linux.
+"""Generated programs: kernel_sim (interpreter and JIT) against this machine's Linux.
 
 hypothesis writes straight-line and forward-branching programs over r0-r5 (every ALU and
 ALU64 op incl. signed div/mod, MOVSX, BSWAP/END, all conditional jumps in 64 and 32 bits),
-folds all registers into r0 and runs them with BPF_PROG_TEST_RUN as socket filters; the
+and, in the memory variant, stack loads/stores/atomics of every size; folds all registers
+(and the stack) into r0 and runs them with BPF_PROG_TEST_RUN as socket filters; the
 retval must be the same everywhere.
 """
 
@@ -23,8 +24,10 @@ from kernel_sim.uapi.insn import (
     BPF_ALU64,
     BPF_AND,
     BPF_ARSH,
+    BPF_CMPXCHG,
     BPF_DIV,
     BPF_END,
+    BPF_FETCH,
     BPF_JEQ,
     BPF_JGE,
     BPF_JGT,
@@ -48,6 +51,7 @@ from kernel_sim.uapi.insn import (
     BPF_RSH,
     BPF_SUB,
     BPF_X,
+    BPF_XCHG,
     BPF_XOR,
     Insn,
     insn,
@@ -95,10 +99,38 @@ def alu_unit(draw) -> list[Insn]:
     return [insn(cls | op | BPF_K, dst, 0, 0, imm)]
 
 
+SIZES = {1: asm.B, 2: asm.H, 4: asm.W, 8: asm.DW}
+ATOMIC_OPS = [BPF_ADD, BPF_OR, BPF_AND, BPF_XOR]
+STACK = 64  # bytes of stack the memory units use (initialised up front)
+
+
 @st.composite
-def programs(draw) -> list[Insn]:
+def mem_unit(draw) -> list[Insn]:
+    """A stack load / store / atomic at an aligned offset in the initialised area."""
+    kind = draw(st.sampled_from(["ldx", "ldsx", "stx", "st", "atomic"]))
+    size = draw(st.sampled_from([4, 8] if kind == "atomic" else [1, 2, 4, 8]))
+    off = -STACK + size * draw(st.integers(0, STACK // size - 1))
+    dst, src = draw(REGS), draw(REGS)
+    if kind == "ldx":
+        return [asm.ldx(SIZES[size], dst, 10, off)]
+    if kind == "ldsx":
+        return [asm.ldx(SIZES[min(size, 4)], dst, 10, off - off % 4 if size == 8 else off, signed=True)]
+    if kind == "stx":
+        return [asm.stx(SIZES[size], 10, src, off)]
+    if kind == "st":
+        return [asm.st(SIZES[size], 10, off, draw(IMM))]
+    op = draw(st.sampled_from([*ATOMIC_OPS, *(o | BPF_FETCH for o in ATOMIC_OPS), BPF_XCHG, BPF_CMPXCHG]))
+    return [asm.atomic(SIZES[size], op, 10, src, off)]
+
+
+@st.composite
+def programs(draw, memory: bool = False) -> list[Insn]:
     init = [asm.lddw(r, draw(VALUES)) for r in range(6)]
-    units: list = [draw(alu_unit()) for _ in range(draw(st.integers(1, 25)))]
+    if memory:
+        for off in range(-STACK, 0, 8):
+            init += [asm.lddw(6, draw(VALUES)), asm.stx(asm.DW, 10, 6, off)]
+    unit = st.one_of(alu_unit(), mem_unit()) if memory else alu_unit()
+    units: list = [draw(unit) for _ in range(draw(st.integers(1, 25)))]
     # sprinkle forward conditional jumps over a few following units
     for _ in range(draw(st.integers(0, 6))):
         at = draw(st.integers(0, len(units)))
@@ -116,6 +148,10 @@ def programs(draw) -> list[Insn]:
     fold = []
     for r in range(1, 6):
         fold.append(insn(BPF_ALU64 | BPF_XOR | BPF_X, 0, r))
+    if memory:  # the stack's final contents count too
+        for off in range(-STACK, 0, 8):
+            fold += [asm.ldx(asm.DW, 6, 10, off), insn(BPF_ALU64 | BPF_XOR | BPF_X, 0, 6),
+                     insn(BPF_ALU64 | BPF_LSH | BPF_K, 0, 0, 0, 1)]
     fold += [asm.mov64(1, 0), insn(BPF_ALU64 | BPF_RSH | BPF_K, 1, 0, 0, 32), insn(BPF_ALU64 | BPF_XOR | BPF_X, 0, 1),
              asm.exit_()]
     return asm.flatten(*init, *body, *fold)
@@ -156,7 +192,16 @@ def test_generated_programs_agree_with_linux(sims, linux, prog):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prog=programs())
+@given(prog=programs(memory=True))
+def test_generated_memory_programs_agree_with_linux(sims, linux, prog):
+    """Stack loads/stores of every size, sign-extending loads and all atomics, against Linux."""
+    expected = retval(linux, prog)
+    for kind, sys in sims.items():
+        assert retval(sys, prog) == expected, kind
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prog=programs(memory=True))
 def test_generated_programs_agree_between_engines(sims, prog):
     results = {kind: retval(sys, prog) for kind, sys in sims.items()}
     assert len(set(results.values())) == 1, results

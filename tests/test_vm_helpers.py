@@ -306,3 +306,17 @@ def test_perf_event_output_and_trace(kind):
     assert r0 == 0
     assert fake.out == [(0, 0xFFFFFFFF, b"DCBA")]
     assert [t[0] for t in trace] == [H.perf_event_output]
+
+
+def test_unsubmitted_ringbuf_record_is_discarded_at_exit(sim):
+    """Unverified code (vm exec, raw runs) may forget a reservation: the run discards it."""
+    from kernel_sim.vm.helpers import helper_table
+
+    rb = map_create(sim, MapType.RINGBUF, 0, 0, 4096)
+    ringbuf_map = sim.task.files.get(rb).map
+    kernel = sim.kernel
+    prog = [asm.lddw(1, kernel.vm.handle_of(ringbuf_map)), mov64(2, imm=8), mov64(3, imm=0),
+            call(H.ringbuf_reserve), mov64(0, imm=0), exit_()]
+    run_raw(asm.flatten(*prog), b"", "interp", helper_table(), vm=kernel.vm, kernel=kernel)
+    header = struct.unpack_from("<I", bytes(ringbuf_map.ringbuf.data_view()[:4]))[0]
+    assert header == 8 | (1 << 30)          # length 8, DISCARD set, BUSY cleared

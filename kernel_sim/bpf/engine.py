@@ -116,9 +116,10 @@ class LoadedEngine:
                 self.kernel.tracing.printk(f"bpf prog {self.vmprog.name or '?'}: {fault}")
             return 0
 
-    def run_ctx(self, ctx: bytes | bytearray) -> int:
-        """Run on a copy of ctx mapped as a region; r1 points to it."""
+    def run_ctx(self, ctx: bytes | bytearray, func_ip: int = 0) -> int:
+        """Run on a copy of ctx mapped as a region; r1 points to it. func_ip: bpf_get_func_ip's answer."""
         run = self.new_run()
+        run.func_ip = func_ip
         addr = run.map_region(bytearray(ctx))
         return self.execute(run, addr)
 

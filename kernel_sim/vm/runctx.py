@@ -128,4 +128,8 @@ def execute(engine, run: RunContext, r1: int, r2: int = 0) -> int:
             except ProgramExit as ex:
                 return ex.r0
     finally:
+        # a record reserved and never submitted would block the ring's consumer forever
+        for addr, ringbuf_map in list(run.ringbuf_records.items()):
+            ringbuf_map.ringbuf_discard(addr, 0)
+        run.ringbuf_records.clear()
         run.unmap_all()
