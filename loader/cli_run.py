@@ -180,6 +180,26 @@ def attach_error(e: BaseException, target: Target, sys: Any) -> CliError:
     return loader_error(e, f"cannot attach to {target.describe()}")
 
 
+class AyaLogFormatter:
+    """Records of Aya's log map (AYA_LOGS): "[INFO module] message", as aya-log prints them."""
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        from .aya_log import decode_record
+
+        try:
+            rec = decode_record(raw)
+        except Exception as e:  # a malformed record is shown, not fatal
+            return {"log_error": str(e), "data": bytes(raw).hex()}
+        return {"level": rec.level_name, "target": rec.target, "module": rec.module, "file": rec.file,
+                "line": rec.line, "message": rec.message}
+
+    @staticmethod
+    def text(fields: dict[str, Any]) -> str:
+        if "message" not in fields:
+            return " ".join(f"{k}={v}" for k, v in fields.items())
+        return f"[{fields['level']} {fields['module']}] {fields['message']}"
+
+
 # -- the session ---------------------------------------------------------------------------------
 @dataclass
 class StreamMap:
@@ -295,10 +315,13 @@ class RunSession:
             m = self.ebpf.maps[name]
             mtype = int(getattr(m, "map_type", -1))
             if mtype == STREAM_MAP_TYPES["PERF_EVENT_ARRAY"]:
+                from .aya_log import LOG_MAP
                 from .perf_buffer import PerfEventArray
 
                 perf = PerfEventArray(self.ebpf.take_map(name))
-                sm = StreamMap(name, "perf", perf, SampleFormatter(sources, padded=True, type_name=self.args.event_type))
+                fmt = (AyaLogFormatter() if name == LOG_MAP else
+                       SampleFormatter(sources, padded=True, type_name=self.args.event_type))
+                sm = StreamMap(name, "perf", perf, fmt)
                 try:
                     sm.buffers = perf.open_all(page_count=self.args.pages)
                 except Exception as e:
@@ -310,7 +333,7 @@ class RunSession:
                 rb = RingBuf(self.ebpf.take_map(name))
                 self.streams.append(StreamMap(name, "ring", rb,
                                               SampleFormatter(sources, padded=False, type_name=self.args.event_type)))
-            elif not name.startswith(".") and "AYA_LOG" not in name.upper():
+            elif not name.startswith("."):
                 self.state_maps.append((name, m))
 
     def start_workload(self) -> None:

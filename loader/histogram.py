@@ -73,6 +73,7 @@ def bpftrace_hist_lines(counts: Sequence[int], width: int = 52) -> list[str]:
 HIST_NAME_HINTS = ("hist", "dist", "slot", "lat", "log2")
 MAX_HIST_SLOTS = 128
 TABLE_ROWS = 30
+COUNT_FIELDS = ("count", "counts", "calls", "hits", "total", "bytes", "value")
 
 
 @dataclass
@@ -116,6 +117,10 @@ def snapshot_map(name: str, items: Iterable[tuple[Any, Any]], *, is_array: bool 
         rows = [(k, v) for k, v in rows if v]  # an array's zero slots are noise in a count table
     if int_values:
         rows.sort(key=lambda kv: (-kv[1], str(kv[0])))
+    elif rows and all(isinstance(v, dict) for _, v in rows):
+        field_name = next((f for f in COUNT_FIELDS if all(isinstance(v.get(f), int) for _, v in rows)), None)
+        if field_name is not None:  # struct values with a counter: largest first
+            rows.sort(key=lambda kv: (-kv[1][field_name], str(kv[0])))
     return MapSnapshot(name, "table", rows=rows, total_rows=len(rows))
 
 
