@@ -316,3 +316,57 @@ def test_debugfs_lists_probes_and_the_blacklist(kernel):
     tramp = kp_sys.table.lookup_name("arch_rethook_trampoline")
     assert f"0x{tramp:016x}-" in blacklist and "\tarch_rethook_trampoline\n" in blacklist
     assert "\tvfs_read\n" not in blacklist
+
+
+def test_prologue_really_builds_the_frame(kernel):
+    """Registers at the body call, against the entry's: the emulated prologue did what it says."""
+    kp_sys = kernel.kprobes
+    arch = get_arch(kernel.arch)
+    sym = kp_sys.ksym.symbol("vfs_write")
+    mem = kp_sys.mem
+    entry, at_call, at_ret = {}, {}, {}
+    kp_sys.register_kprobe("vfs_write", 0, lambda kp, f: entry.update(sp=f.sp))
+    kp_sys.register_kprobe("vfs_write", sym.body_call, lambda kp, f: at_call.update(
+        sp=f.sp, fp=f.get({"x86_64": "rbp", "riscv64": "s0", "loongarch64": "r22"}[kernel.arch])))
+    kp_sys.register_kretprobe("vfs_write", handler=lambda ri, f: at_ret.update(sp=f.sp, rc=f.return_value))
+    assert kernel.kcall("vfs_write", (1, 2, 3, 4), lambda *a: sum(a)) == 10
+    # The kretprobe swapped the caller's return address for the trampoline at entry.
+    trampoline = kp_sys.table.lookup_name("arch_rethook_trampoline")
+    sp0 = entry["sp"]
+    if kernel.arch == "x86_64":
+        assert mem.read_u64(sp0) == trampoline  # where the call pushed the return address
+        assert at_call["fp"] == sp0 - 8 and at_call["sp"] == sp0 - 8 - 8 - 16
+        assert at_ret["sp"] == sp0 + 8  # ret popped it
+    else:
+        frame = {"riscv64": 32, "loongarch64": 16}[kernel.arch]
+        assert at_call["fp"] == sp0 and at_call["sp"] == sp0 - frame
+        ra_slot = {"riscv64": 24, "loongarch64": 8}[kernel.arch]
+        assert mem.read_u64(at_call["sp"] + ra_slot) == trampoline  # ra, saved by the prologue
+        assert at_ret["sp"] == sp0
+    assert at_ret["rc"] == 10
+    assert arch.decode(kp_sys._pristine(sym.addr + sym.body_call, 8)).kind == "call"
+
+
+def test_kretprobe_on_a_syscall_entry_point(kernel):
+    from kernel_sim.syscall_table import ENTRY_PREFIX
+
+    got = []
+    rp = kernel.kprobes.register_kretprobe(ENTRY_PREFIX[kernel.arch] + "openat",
+                                           handler=lambda ri, f: got.append(f.return_value))
+    fd = _open(kernel)
+    assert got == [fd]
+    if kernel.arch == "x86_64":
+        assert rp.kp.offset == 4  # after endbr64
+
+
+def test_kretprobe_unregistered_mid_call_returns_without_its_handler(kernel):
+    kp_sys = kernel.kprobes
+    got = []
+    rp = kp_sys.register_kretprobe("vfs_write", handler=lambda ri, f: got.append(f.return_value))
+
+    def body(*_):
+        kp_sys.unregister_kretprobe(rp)  # while this call's instance is in flight
+        return 9
+
+    assert kernel.kcall("vfs_write", (0, 0, 0, 0), body) == 9
+    assert got == [] and len(rp.free) == rp.maxactive

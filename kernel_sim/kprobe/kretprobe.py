@@ -39,6 +39,7 @@ class Kretprobe:
     maxactive: int = 20
     nmissed: int = 0
     free: list[KretprobeInstance] = field(default_factory=list)
+    registered: bool = True  # instances still in flight after unregister return without the handler
 
     def __post_init__(self) -> None:
         self.free = [KretprobeInstance(self) for _ in range(self.maxactive)]
@@ -93,7 +94,7 @@ class KretprobeManager:
             self.trap_log.append(("trampoline", self.trampoline))
         frame.update_pc(ri.ret_addr)
         try:
-            if ri.rp.enabled and ri.rp.handler is not None:
+            if ri.rp.registered and ri.rp.enabled and ri.rp.handler is not None:
                 ri.rp.handler(ri, frame)
         finally:
             self._recycle(ri)

@@ -225,6 +225,7 @@ class Kprobes:
         return rp
 
     def unregister_kretprobe(self, rp: Kretprobe) -> None:
+        rp.registered = False
         self.manager.unregister_kprobe(rp.kp)
 
     # -- the legacy tracefs path -----------------------------------------------------------------------
