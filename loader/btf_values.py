@@ -338,16 +338,51 @@ class CtypesCodec(Codec):
 
 
 class BtfCodec(Codec):
+    """Decodes through a closure compiled once from the BTF type (no type walking per value)."""
+
     def __init__(self, types: BtfTypes, type_id: int) -> None:
         self.types = types
         self.type_id = type_id
         self.size = types.size_of(type_id)
+        self._decode = compile_decoder(types, type_id)
 
     def encode(self, value: Any) -> bytes:
         return self.types.encode(self.type_id, value)
 
     def decode(self, raw: bytes) -> Any:
-        return self.types.decode(self.type_id, raw)
+        return self._decode(raw)
+
+
+_INT_FMT = {(1, False): "<B", (1, True): "<b", (2, False): "<H", (2, True): "<h", (4, False): "<I", (4, True): "<i",
+            (8, False): "<Q", (8, True): "<q"}
+
+
+def compile_decoder(types: BtfTypes, type_id: int):
+    """A function bytes -> value equal to ``types.decode(type_id, ·)``, built once per type."""
+    t = types.resolve(type_id)
+    if t.kind == BTF_KIND_INT and not t.int_offset and t.int_bits == t.size_or_type * 8:
+        fmt = _INT_FMT.get((t.size_or_type, bool(t.int_encoding & BTF_INT_SIGNED)))
+        if fmt is not None:
+            unpack = struct.Struct(fmt).unpack_from
+            if t.int_encoding & BTF_INT_BOOL:
+                return lambda raw: bool(unpack(raw)[0])
+            return lambda raw: unpack(raw)[0]
+    if t.kind == BTF_KIND_ARRAY:
+        elem = types.resolve(t.elem_type)
+        esize = types.size_of(t.elem_type)
+        n = t.nelems
+        if elem.kind == BTF_KIND_INT and esize == 1 and (elem.int_encoding & BTF_INT_CHAR or elem.name == "char"):
+            return lambda raw: bytes(raw[:n]).split(b"\0", 1)[0].decode(errors="replace")
+        dec = compile_decoder(types, t.elem_type)
+        return lambda raw: [dec(raw[i * esize : (i + 1) * esize]) for i in range(n)]
+    if t.kind in (BTF_KIND_STRUCT, BTF_KIND_UNION) and not any(m.bitfield_size for m in t.members):
+        fields = []
+        for i, m in enumerate(t.members):
+            off = m.bit_offset // 8
+            size = types.size_of(m.type_id)
+            fields.append((m.name or f"_{i}", off, off + size, compile_decoder(types, m.type_id)))
+        return lambda raw: {name: dec(raw[lo:hi]) for name, lo, hi, dec in fields}
+    return lambda raw: types.decode(type_id, raw)  # bitfields, datasecs, enums, floats: the general walk
 
 
 def default_codec(size: int) -> Codec:

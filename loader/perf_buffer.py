@@ -117,8 +117,13 @@ class PerfBuffer:
                 tail = head
                 break
             if rtype == _SAMPLE:
-                (sample_size,) = _U32.unpack(self._copy(start + _HEADER_SIZE, 4))
-                events.append(self._copy(start + _HEADER_SIZE + 4, sample_size))
+                at = start + _HEADER_SIZE
+                if start + rsize <= size:  # the whole record is contiguous: the common case
+                    (sample_size,) = _U32.unpack_from(view, base + at)
+                    events.append(bytes(view[base + at + 4 : base + at + 4 + sample_size]))
+                else:
+                    (sample_size,) = _U32.unpack(self._copy(at, 4))
+                    events.append(self._copy(at + 4, sample_size))
             elif rtype == _LOST:
                 (count,) = _U64.unpack(self._copy(start + _HEADER_SIZE + 8, 8))
                 lost += count

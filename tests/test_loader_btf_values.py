@@ -90,3 +90,21 @@ def test_struct_roundtrip(a, b):
     assert c.decode(c.encode((a, b))) == (a, b)
     i = IntCodec(8, signed=True)
     assert i.decode(i.encode(b)) == b
+
+
+@given(st.data())
+def test_compiled_decoders_agree_with_the_btf_walk(data):
+    from loader.btf_values import compile_decoder
+
+    obj, types = types_of(data.draw(st.sampled_from(["syscount.bpf.o", "globals.bpf.o", "opensnoop.bpf.o",
+                                                     "latency.bpf.o"])))
+    for m in obj.maps.values():
+        for type_id in (m.btf_key_type_id, m.btf_value_type_id):
+            if not type_id:
+                continue
+            try:
+                size = types.size_of(type_id)
+            except Exception:
+                continue
+            raw = data.draw(st.binary(min_size=size, max_size=size))
+            assert compile_decoder(types, type_id)(raw) == types.decode(type_id, raw)
