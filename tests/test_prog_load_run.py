@@ -269,3 +269,46 @@ def test_test_run_fd_errors(bpf_kernel):
         fd = bpf_kernel.eventfd(0, 0)
     assert test_run(bpf_kernel, fd, PKT).err == -errno.EINVAL
     bpf_kernel.close(fd)
+
+
+def ld_abs(size: int, imm: int):
+    return asm.insn(0x20 | size, 0, 0, 0, imm)
+
+
+def ld_ind(size: int, src: int, imm: int):
+    return asm.insn(0x40 | size, 0, src, 0, imm)
+
+
+LD_ABS_PROG = [
+    mov64(6, 1),
+    ld_abs(asm.B, 0), mov64(7, 0),                                   # data[0]
+    ld_abs(asm.H, 2), alu64(0x60, 7, imm=16), alu64(0xA0, 7, 0),     # be16 data[2:4]
+    mov64(8, imm=1), ld_ind(W, 8, 4), alu64(0x60, 7, imm=8), alu64(0xA0, 7, 0),  # be32 data[5:9]
+    ld_abs(asm.B, -0x200000 + 12), alu64(0x60, 7, imm=4), alu64(0xA0, 7, 0),    # mac header byte 12
+    ld_abs(asm.B, -0x100000 + 1), alu64(0x60, 7, imm=4), alu64(0xA0, 7, 0),     # network header byte 1
+    mov64(0, 7), mov64(1, 0), alu64(0x70, 1, imm=32), alu64(0xA0, 0, 1), exit_(),
+]
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SOCKET_FILTER, ProgType.SCHED_CLS])
+def test_ld_abs_and_ld_ind(bpf_kernel, prog_type):
+    """Legacy packet loads: big-endian, relative to skb->data, SKF_NET_OFF / SKF_LL_OFF bases."""
+    pkt = bytes((i * 37 + 11) & 0xFF for i in range(64))
+    fd = load(bpf_kernel, prog_type, LD_ABS_PROG)
+    r = test_run(bpf_kernel, fd, pkt)
+    start = 14 if prog_type == ProgType.SOCKET_FILTER else 0
+    data = pkt[start:]
+    v = data[0]
+    v = (v << 16) ^ int.from_bytes(data[2:4], "big")
+    v = (v << 8) ^ int.from_bytes(data[5:9], "big")
+    v = (v << 4) ^ pkt[12]
+    v = (v << 4) ^ pkt[15]
+    v &= (1 << 64) - 1
+    assert (r.err, r.retval) == (0, (v ^ (v >> 32)) & 0xFFFFFFFF)
+
+
+def test_ld_abs_out_of_the_packet_returns_zero(bpf_kernel):
+    prog = [mov64(6, 1), mov64(0, imm=7), ld_abs(W, 62), mov64(0, imm=9), exit_()]
+    fd = load(bpf_kernel, ProgType.SOCKET_FILTER, prog)
+    assert test_run(bpf_kernel, fd, PKT).retval == 0                     # 62 + 4 > 50 bytes of L3
+    assert test_run(bpf_kernel, fd, bytes(14 + 66)).retval == 9

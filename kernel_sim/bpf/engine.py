@@ -37,11 +37,16 @@ def engine_kinds() -> list[str]:
     return ["interp", "jit"] if jit_class() is not None else ["interp"]
 
 
+def uses_ld_abs(vmprog: VmProgram) -> bool:
+    return any(i.code & 0x07 == 0 and i.code & 0xE0 in (0x20, 0x40) for i in vmprog.insns)
+
+
 def make_vm_engine(vmprog: VmProgram, kind: str):
-    """An engine for ``vmprog``: "jit" falls back to the interpreter when there is no JIT."""
+    """An engine for ``vmprog``: "jit" falls back to the interpreter when there is no JIT, or when
+    the program uses LD_ABS / LD_IND and the JIT does not declare ``SUPPORTS_LD_ABS``."""
     if kind == "jit":
         cls = jit_class()
-        if cls is not None:
+        if cls is not None and (getattr(cls, "SUPPORTS_LD_ABS", False) or not uses_ld_abs(vmprog)):
             return cls(vmprog)
     elif kind != "interp":
         raise ValueError(f"unknown engine {kind!r}: choose interp or jit")

@@ -203,7 +203,9 @@ def _run_skb(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
         run = engine.new_run()
         base = run.map_region(packet)
         r1 = run.map_region(ctx)
-        struct.pack_into("<QQQ", ctx, SK_BUFF_SIZE, base + start, base + len(packet), base + start)
+        # data, data_end, data_meta, then the network and mac headers LD_ABS / LD_IND use
+        struct.pack_into("<QQQQQ", ctx, SK_BUFF_SIZE, base + start, base + len(packet), base + start,
+                         base + ETH_HLEN, base)
         return run, r1
 
     retval, duration = _repeat(engine, a, start_run)

@@ -45,18 +45,24 @@ SK_BUFF_SIZE = 192  # struct __sk_buff
 
 @dataclass(frozen=True)
 class CtxLayout:
-    """A ctx struct: its UAPI size and its pointer fields (offset -> shadow offset)."""
+    """A ctx struct: its UAPI size, its pointer fields (offset -> shadow offset) and hidden u64s."""
 
     size: int
     pointers: dict[int, int] = field(default_factory=dict)
+    hidden: int = 0  # further u64 slots after the pointer shadows (e.g. skb header pointers)
 
     @property
     def buffer_size(self) -> int:
-        return self.size + 8 * len(self.pointers)
+        return self.size + 8 * (len(self.pointers) + self.hidden)
 
 
 XDP_LAYOUT = CtxLayout(XDP_MD_SIZE, {0: XDP_MD_SIZE, 4: XDP_MD_SIZE + 8, 8: XDP_MD_SIZE + 16})
-SKB_LAYOUT = CtxLayout(SK_BUFF_SIZE, {76: SK_BUFF_SIZE, 80: SK_BUFF_SIZE + 8, 140: SK_BUFF_SIZE + 16})
+# __sk_buff: data, data_end, data_meta shadows, then the network and mac header pointers that
+# LD_ABS / LD_IND use (SKF_NET_OFF / SKF_LL_OFF bases).
+SKB_LAYOUT = CtxLayout(SK_BUFF_SIZE, {76: SK_BUFF_SIZE, 80: SK_BUFF_SIZE + 8, 140: SK_BUFF_SIZE + 16}, hidden=2)
+SKB_DATA_SHADOW = SK_BUFF_SIZE
+SKB_NET_HDR = SK_BUFF_SIZE + 24
+SKB_MAC_HDR = SK_BUFF_SIZE + 32
 _SKB_TYPES = {ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB,
               ProgType.LWT_IN, ProgType.LWT_OUT, ProgType.LWT_XMIT, ProgType.LWT_SEG6LOCAL, ProgType.SK_SKB}
 

@@ -38,9 +38,11 @@ from ..uapi.insn import (
     BPF_XCHG,
     LD_IMM64,
 )
-from .alu import U32, U64, alu32, alu64, endian, jmp_cond
+from .alu import U32, U64, alu32, alu64, endian, jmp_cond, s32
+from .ctxaccess import SKB_DATA_SHADOW, SKB_NET_HDR
 from .memory import VmFault
 from .program import VmProgram
+from .runctx import ProgramExit
 
 BPF_LOAD_ACQ = 0x100
 BPF_STORE_REL = 0x110
@@ -66,6 +68,41 @@ def store(regions: dict, addr: int, size_code: int, value: int, pc: int) -> None
         struct.pack_into(ufmt, regions[addr >> 32], addr & 0xFFFFFFFF, value & ((1 << (8 * size)) - 1))
     except _MEM_ERRORS:
         raise VmFault(pc, addr, size, "write") from None
+
+
+SKF_NET_OFF = -0x100000
+SKF_LL_OFF = -0x200000
+_BE = {0x00: ">I", 0x08: ">H", 0x10: ">B"}
+
+
+def ld_packet(regions: dict, ctx: int, off: int, size_code: int) -> int | None:
+    """LD_ABS / LD_IND: a big-endian load at ``off`` from skb->data (or the network / mac header
+    for SKF_NET_OFF / SKF_LL_OFF based offsets) within the packet; None when out of range, which
+    ends the program with r0 = 0, as Linux's skb load helpers do."""
+    fmt = _BE.get(size_code)
+    try:
+        buf, base = regions[ctx >> 32], ctx & 0xFFFFFFFF
+        data, end = struct.unpack_from("<QQ", buf, base + SKB_DATA_SHADOW)
+        net, mac = struct.unpack_from("<QQ", buf, base + SKB_NET_HDR)
+    except _MEM_ERRORS:
+        return None
+    if fmt is None:
+        return None
+    if off >= 0:
+        addr = data + off
+    elif off >= SKF_NET_OFF:
+        addr = net + off - SKF_NET_OFF
+    elif off >= SKF_LL_OFF:
+        addr = mac + off - SKF_LL_OFF
+    else:
+        return None
+    size = struct.calcsize(fmt)
+    if addr < mac or addr + size > end or (addr >> 32) != (mac >> 32):
+        return None
+    try:
+        return struct.unpack_from(fmt, regions[addr >> 32], addr & 0xFFFFFFFF)[0]
+    except _MEM_ERRORS:
+        return None
 
 
 class Interpreter:
@@ -186,6 +223,14 @@ class Interpreter:
             elif code == LD_IMM64:
                 regs[dst] = imm64.get(pc, imm & U32)
                 pc += 2
+            elif cls == 0x00 and code & 0xE0 in (0x20, 0x40):  # LD_ABS / LD_IND (skb programs)
+                off = imm if code & 0xE0 == 0x20 else s32(regs[src] + imm)
+                value = ld_packet(regions, regs[6], off, code & 0x18)
+                if value is None:
+                    run.insns += count
+                    raise ProgramExit(0)
+                regs[0] = value
+                pc += 1
             else:
                 raise VmFault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")
 
