@@ -7,6 +7,8 @@ import errno
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kernel_sim.uapi.bpf import BPF_EXIST, BPF_NOEXIST, BpfCmd, MapCreateAttr, MapType, make_attr
 from loader.backends import open_kernel
@@ -191,3 +193,45 @@ def test_typed_map_by_type(sys):
         assert (again.map_type, again.key_size, again.value_size, again.max_entries) == (map_type, k, v, n)
         m.close()
         assert m.fd == -1
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["set", "del", "get", "noexist", "exist"]), st.integers(0, 7),
+                         st.integers(0, 2**64 - 1)), max_size=40)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(OPS)
+def test_hash_map_behaves_like_a_bounded_dict(sys, ops):
+    """Every outcome (value, KeyError, EEXIST/ENOENT/E2BIG) matches a dict with Linux's rules."""
+    h = HashMap(create(sys, MapType.HASH, 4, 8, 4))
+    model: dict[int, int] = {}
+    try:
+        for op, key, value in ops:
+            if op == "get":
+                assert h.get(key) == model.get(key)
+            elif op == "del":
+                if key in model:
+                    del h[key]
+                    del model[key]
+                else:
+                    with pytest.raises(KeyError):
+                        del h[key]
+            else:
+                flags = {"set": 0, "noexist": BPF_NOEXIST, "exist": BPF_EXIST}[op]
+                expect = None
+                if op == "noexist" and key in model:
+                    expect = errno.EEXIST
+                elif op == "exist" and key not in model:
+                    expect = errno.ENOENT
+                elif key not in model and len(model) >= 4:
+                    expect = errno.E2BIG
+                if expect is None:
+                    h.insert(key, value, flags)
+                    model[key] = value
+                else:
+                    with pytest.raises(OSError) as e:
+                        h.insert(key, value, flags)
+                    assert e.value.errno == expect
+        assert dict(h.items()) == model
+    finally:
+        h.close()
