@@ -38,6 +38,7 @@ from .model import (
     ObjectError,
     PinningType,
     ProgramDef,
+    SectionInfo,
 )
 from .sections import classify_section
 
@@ -140,6 +141,46 @@ def parse_object(data: bytes, name: str = "<bytes>") -> BpfObject:
         parser.fail(f"malformed ELF ({type(e).__name__}: {e})")
 
 
+@dataclass
+class CodeSection:
+    """An executable section as a disassembler sees it (labels/relocations keyed by byte offset)."""
+
+    name: str
+    index: int
+    data: bytes
+    labels: dict[int, str]
+    relocs: dict[int, tuple[str, str]]
+
+
+def code_sections(data: bytes, name: str = "<bytes>") -> list[CodeSection]:
+    """The object's non-empty executable sections with their symbols and relocations."""
+    from .disasm import RELOC_NAMES
+
+    parser = _Parser(bytes(data), name)
+    try:
+        parser._check_header()
+        parser._read_sections()
+        parser._read_symbols()
+        out = []
+        for sec in parser.sections:
+            if not (sec.flags & SHF_EXECINSTR) or sec.size == 0 or sec.type != SHT_PROGBITS:
+                continue
+            labels: dict[int, str] = {}
+            for s in sorted(parser.symbols, key=lambda s: (s.type != "STT_FUNC", s.index)):
+                if s.shndx == sec.index and s.type in ("STT_FUNC", "STT_NOTYPE") and s.name:
+                    labels.setdefault(s.value, s.name)
+            relocs = {
+                r.offset: (RELOC_NAMES.get(r.type, f"R_BPF_{r.type}"), r.sym.name)
+                for r in parser._relocations_for(sec)
+            }
+            out.append(CodeSection(sec.name, sec.index, sec.data, labels, relocs))
+        return out
+    except ObjectError:
+        raise
+    except Exception as e:
+        parser.fail(f"malformed ELF ({type(e).__name__}: {e})")
+
+
 class _Parser:
     def __init__(self, data: bytes, name: str) -> None:
         self.data = data
@@ -172,6 +213,7 @@ class _Parser:
         self._read_maps()
         self._read_programs()
         self.where = None
+        obj.sections = self._section_infos()
         return obj
 
     # -- ELF structure ------------------------------------------------------------------------
@@ -246,6 +288,17 @@ class _Parser:
             self.sections.append(sec)
             self.by_name.setdefault(name, sec)
         self.where = None
+
+    def _section_infos(self) -> list[SectionInfo]:
+        out = []
+        for sec in self.sections:
+            if sec.index == 0:
+                continue
+            tname = _SHT_NAMES.get(sec.type, f"0x{sec.type & 0xFFFFFFFF:x}" if sec.type >= 0 else "OTHER")
+            flags = "".join(ch for bit, ch in ((SHF_WRITE, "W"), (SHF_ALLOC, "A"), (SHF_EXECINSTR, "X"))
+                            if sec.flags & bit)
+            out.append(SectionInfo(sec.index, sec.name, tname, flags, sec.offset, sec.size))
+        return out
 
     def _check_bounds(self, name: str, offset: int, size: int, sh_type) -> None:
         if sh_type in (SHT_NOBITS, "SHT_NOBITS"):
@@ -712,6 +765,8 @@ def _is_data_section(sec: _Section) -> bool:
     return any(n == p or n.startswith(p + ".") for p in (".data", ".rodata", ".bss"))
 
 
+_SHT_NAMES = {0: "NULL", 1: "PROGBITS", 2: "SYMTAB", 3: "STRTAB", 4: "RELA", 8: "NOBITS", 9: "REL",
+              0x6FFF4C03: "LLVM_ADDRSIG"}
 _INTERPRETED = {".BTF", ".BTF.ext", ".symtab", ".strtab", "maps", ".maps", "license", "version"}
 _SHT = {"SHT_NULL": 0, "SHT_PROGBITS": 1, "SHT_SYMTAB": 2, "SHT_STRTAB": 3, "SHT_RELA": 4, "SHT_NOBITS": 8,
         "SHT_REL": 9}

@@ -257,6 +257,18 @@ class GlobalVar:
     section: str
 
 
+@dataclass(frozen=True)
+class SectionInfo:
+    """One ELF section header, for `bpfload inspect` (type as llvm-readelf names it)."""
+
+    index: int
+    name: str
+    type: str  # "PROGBITS", "NOBITS", "REL", "SYMTAB", ...
+    flags: str  # "AX", "WA", ... (llvm-readelf letters)
+    offset: int
+    size: int
+
+
 # BTF classes live with their parser; re-exported here so the model is one import.
 from .btf import Btf, BtfExt, BtfType  # noqa: E402
 
@@ -274,6 +286,7 @@ class BpfObject:
     btf_ext: BtfExt | None = None
     globals: dict[str, GlobalVar] = field(default_factory=dict)
     functions: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # name -> (section, offset, size)
+    sections: list[SectionInfo] = field(default_factory=list)
 
     def program(self, name: str) -> ProgramDef:
         try:
@@ -320,4 +333,5 @@ __all__ = [
     "PinningType",
     "ProgramDef",
     "ProgramKind",
+    "SectionInfo",
 ]
