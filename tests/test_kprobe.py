@@ -370,3 +370,36 @@ def test_kretprobe_unregistered_mid_call_returns_without_its_handler(kernel):
 
     assert kernel.kcall("vfs_write", (0, 0, 0, 0), body) == 9
     assert got == [] and len(rp.free) == rp.maxactive
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_random_register_unregister_sequences(arch):
+    """Any order of registering / unregistering probes at any boundaries: the right handlers run,
+    the function still works, and the text is byte-identical to the link once all are gone."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    kernel = Kernel(arch=arch)
+    kp_sys = kernel.kprobes
+    sym = kp_sys.ksym.symbol("vfs_write")
+    offsets = [off for off, _ in get_arch(arch).decode_all(kp_sys._pristine(sym.addr, sym.size))]
+    pristine = kp_sys.mem.read(sym.addr, sym.size)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(offsets), st.booleans()), max_size=12))
+    def run(ops):
+        live = []
+        hits = []
+        for off, remove in ops:
+            if remove and live:
+                kp_sys.unregister_kprobe(live.pop(0))
+            else:
+                live.append(kp_sys.register_kprobe("vfs_write", off, lambda kp, f: hits.append(kp)))
+        assert kernel.kcall("vfs_write", (1, 2, 3, 4), lambda *a: 42) == 42
+        assert sorted(map(id, hits)) == sorted(map(id, live))
+        assert set(kp_sys.manager.points) == {kp.addr for kp in live}
+        for kp in live:
+            kp_sys.unregister_kprobe(kp)
+        assert kp_sys.mem.read(sym.addr, sym.size) == pristine and kp_sys.hot == {}
+
+    run()

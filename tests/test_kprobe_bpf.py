@@ -285,3 +285,16 @@ def test_program_on_tracefs_kprobe_event(sys):
     recs = Session.drain(session.buffers[0])
     names = [EVENT.unpack_from(raw)[2].split(b"\0")[0] for kind, raw in recs if kind == PerfRecordType.SAMPLE]
     assert names[-1:] == [b"/proc/kallsyms"] and len(names) >= 1
+
+
+@pytest.mark.parametrize("engine", ["interp", "jit"])
+def test_both_engines_run_the_kprobe_program(engine):
+    sys = open_kernel("sim", engine=engine)
+    session = Session(sys)
+    prog_fd = session.load(openat_program("x86_64", session.map_fd))
+    session.attach(prog_fd, b"do_sys_openat2")
+    sys.openat("/proc/version", O_RDONLY)
+    recs = Session.drain(session.buffers[0])
+    assert [(k, EVENT.unpack_from(raw)[2].split(b"\0")[0]) for k, raw in recs] == [
+        (PerfRecordType.SAMPLE, b"/proc/version")]
+    sys.close_all()
