@@ -291,6 +291,8 @@ class FdArrayMap(ArrayMap):
         super().alloc_check(attr)
 
     def _alloc_storage(self, kernel: Kernel) -> None:
+        if self.max_entries * 8 > SIM_MAX_MAP_BYTES:
+            raise oserror(errno.ENOMEM)
         self.entries: list = [None] * self.max_entries
 
     def free_storage(self) -> None:

@@ -38,6 +38,7 @@ from .base import (
     KMALLOC_MAX_SIZE,
     NUMA_NO_NODE,
     PCPU_MIN_UNIT_SIZE,
+    SIM_MAX_MAP_BYTES,
     PerCpuVariants,
     UnifiedMap,
     alloc_buffer,
@@ -96,11 +97,15 @@ class HashMap(UnifiedMap):
         self.seed = 0 if self.map_flags & BPF_F_ZERO_SEED else random.getrandbits(32)
         self.stride = round8(self.value_size)
         nslots = self.max_entries + (1 if self.lru else kernel.ncpus)
+        if nslots * self.stride * (kernel.ncpus if self.percpu else 1) > SIM_MAX_MAP_BYTES:
+            raise oserror(errno.ENOMEM)
         self._slots: dict[bytes, int] = {}
         self._bucket_of: dict[bytes, int] = {}
         self._buckets: dict[int, list[bytes]] = {}
         self._nonempty: list[int] = []
-        self._free = deque(range(nslots))
+        self._free: deque[int] = deque()  # freed slots, reused oldest first
+        self._fresh = 0  # slots never used yet are handed out in order
+        self._nslots = nslots
         self._recent: OrderedDict[bytes, None] = OrderedDict()  # LRU order, oldest first
         self._alloc_storage(kernel, nslots)
 
@@ -165,6 +170,13 @@ class HashMap(UnifiedMap):
         else:
             self._write_user(slot, value, new)
 
+    def _take_slot(self) -> int:
+        if self._free:
+            return self._free.popleft()
+        slot = self._fresh
+        self._fresh += 1
+        return slot
+
     def _drop_slot(self, slot: int) -> None:
         """A slot goes back to the free list (hash_of_maps drops the inner map reference)."""
         self._free.append(slot)
@@ -192,16 +204,20 @@ class HashMap(UnifiedMap):
                 if not self.lru:
                     raise oserror(errno.E2BIG)
                 self._evict()
-            slot = self._free.popleft()
+            slot = self._take_slot()
             if from_prog:
                 self._write_prog(slot, value, cpu, new=True)
             else:
                 self._write_user(slot, value, new=True)
             self._slots[key] = slot
             if old is not None:
-                self._unlink(key)
+                lst = self._buckets[self._bucket_of[key]]
+                if lst[0] is not key and lst[0] != key:
+                    lst.remove(key)
+                    lst.insert(0, key)
                 self._drop_slot(old)
-            self._link(key)
+            else:
+                self._link(key)
             if self.lru:
                 self._recent[key] = None
                 self._recent.move_to_end(key)
