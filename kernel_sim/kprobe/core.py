@@ -290,3 +290,13 @@ class KprobeManager:
             return self.arch.decode(code).kind == "break"
         except Exception:
             return False
+
+
+def kprobe_handler_from_break(manager: KprobeManager, frame: Trapframe) -> bool:
+    """The break trap's entry into kprobes (the seed's free function): True if it was ours."""
+    return manager.kprobe_handler_from_break(frame)
+
+
+def kprobe_handler_from_debug(manager: KprobeManager, frame: Trapframe) -> bool:
+    """The x86 debug (single-step) trap's entry into kprobes: True if it was ours."""
+    return manager.kprobe_handler_from_debug(frame)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ..arch import TRAP_BREAK, TRAP_DEBUG, Arch
 from ..arch.kmem import KernelMemory
-from .core import KprobeManager
+from .core import KprobeManager, kprobe_handler_from_break, kprobe_handler_from_debug
 from .kretprobe import KretprobeManager
 
 STACK_SIZE = 16 * 1024
@@ -85,12 +85,12 @@ class Executor:
                 if trap == TRAP_BREAK:
                     if log is not None:
                         log.append(("break", pc))
-                    if not manager.kprobe_handler_from_break(frame):
+                    if not kprobe_handler_from_break(manager, frame):
                         raise KernelOops(f"unhandled break at {pc:#x}")
                 elif trap == TRAP_DEBUG:
                     if log is not None:
                         log.append(("debug", frame.pc))
-                    if not manager.kprobe_handler_from_debug(frame):
+                    if not kprobe_handler_from_debug(manager, frame):
                         raise KernelOops(f"unexpected debug trap at {frame.pc:#x}")
             else:
                 raise KernelOops(f"function at {addr:#x} did not return")
