@@ -304,3 +304,37 @@ def test_xdp_link_on_loopback(linux):
         seen = [int.from_bytes(v[:8], "little") for v in stats[1]]
         assert sum(seen) >= 100 + 28  # payload + IP/UDP headers went through the program
         rx.close()
+
+
+def test_aya_bare_sections_attach_where_the_call_says(linux):
+    """Aya's bare sections ("tracepoint", "raw_tp", "uprobe", "perf_event"): targets from attach()."""
+    from kernel_sim.uapi.perf import PerfSwId, PerfType
+    from loader.maps import Array
+
+    libc = os.path.realpath("/lib/x86_64-linux-gnu/libc.so.6") if ARCH == "x86_64" else None
+    with Ebpf.load_file(REPO / "tests" / "objects" / "aya_sections.bpf.o", kernel=linux) as ebpf:
+        hits = Array(ebpf.map("hits"))
+        for prog in ebpf.programs.values():
+            prog.load()
+        links = [
+            ebpf.program("any_tp").attach("syscalls", "sys_enter_getppid"),
+            ebpf.program("any_raw_tp").attach("sys_enter"),
+            ebpf.program("on_sample").attach(PerfType.SOFTWARE, PerfSwId.TASK_CLOCK, sample_period=200_000,
+                                             pid=0, cpu=-1),
+        ]
+        if libc and os.path.exists(libc):
+            links.append(ebpf.program("malloc_enter").attach(libc, "malloc", pid=os.getpid()))
+        for _ in range(5):
+            os.getppid()
+        spins = 0
+        while hits[7] == 0 and spins < 50_000_000:  # burn CPU until the task clock has sampled us
+            spins += 1
+        blob = [bytearray(1 << 20) for _ in range(4)]
+        assert blob and hits[5] >= 5 and hits[6] >= 5 and hits[7] > 0
+        if len(links) == 4:
+            assert hits[3] > 0
+        for link in links:
+            link.detach()
+        before = hits[5]
+        os.getppid()
+        assert hits[5] == before
