@@ -160,3 +160,20 @@ def test_aya_log_records_from_syscall_counter(sim):
         assert {(r.level_name, r.module, r.file, r.line) for r in records} == {
             ("INFO", "syscall_counter", "src/main.rs", 42)}
         logger.close()
+
+
+def test_aya_bare_kprobe_sections(sim):
+    """Aya's bare "kprobe"/"kretprobe" sections: the function comes from attach()."""
+    with Ebpf.load_file(REPO / "tests" / "objects" / "aya_sections.bpf.o", kernel=sim) as ebpf:
+        hits = ebpf.map("hits")
+        opened, closed, ret = ebpf.program("probe_open"), ebpf.program("probe_close"), ebpf.program("ret_open")
+        for prog in (opened, closed, ret):
+            prog.load()
+        opened.attach("do_sys_openat2")
+        ret.attach("do_sys_openat2")
+        closed.attach("__x64_sys_close" if sim.uname().machine == "x86_64" else "close_fd")
+        proc = Proc(sim)
+        before = [hits[i] for i in range(3)]  # attaching itself opened sysfs/tracefs files
+        for _ in range(3):
+            proc.cat("/etc/hostname")
+        assert [hits[i] - before[i] for i in range(3)] == [3, 3, 3]
