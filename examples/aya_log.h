@@ -63,7 +63,9 @@ struct aya_bpf_map_def SEC("maps") AYA_LOGS = {
 #define AYA_U32_FIELD(name) struct { __u8 tag; __u16 len; __u32 v; } __attribute__((packed)) name
 #define AYA_U64_FIELD(name) struct { __u8 tag; __u16 len; __u64 v; } __attribute__((packed)) name
 
-#define AYA_SET_STR(f, T, s) do { (f).tag = (T); (f).len = sizeof(s) - 1; __builtin_memcpy((f).v, s, sizeof(s) - 1); } while (0)
+#define AYA_SET_STR(f, T, s) do { \
+	_Static_assert(sizeof((f).v) == sizeof(s) - 1, "aya-log field size must match the literal"); \
+	(f).tag = (T); (f).len = sizeof(s) - 1; __builtin_memcpy((f).v, s, sizeof(s) - 1); } while (0)
 #define AYA_SET(f, T, val) do { (f).tag = (T); (f).len = sizeof((f).v); (f).v = (val); } while (0)
 
 #endif

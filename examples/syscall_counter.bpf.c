@@ -37,7 +37,7 @@ struct syscall_log_record {
 	AYA_STR_FIELD(lit0, 8);		/* "syscall " */
 	AYA_U8_FIELD(hint0);
 	AYA_U64_FIELD(nr);
-	AYA_STR_FIELD(lit1, 10);	/* " called, " */
+	AYA_STR_FIELD(lit1, 9);	/* " called, " */
 	AYA_U8_FIELD(hint1);
 	AYA_U64_FIELD(count);
 	AYA_STR_FIELD(lit2, 6);		/* " times" */

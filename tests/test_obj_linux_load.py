@@ -1,5 +1,5 @@
-"""The parser's output is what Linux's verifier accepts: each example object is loaded on this
-machine's kernel from the BpfObject alone (BTF, maps, relocated instructions, func_info and
+"""The parser's output is what the verifiers accept: each example object is loaded on kernel_sim
+and on this machine's kernel from the BpfObject alone (BTF, maps, relocated instructions, func_info and
 line_info) with raw bpf() calls, and where libbpf can load the same object (bpftool), the
 kernel's translated program has the same size as libbpf's.
 
@@ -154,16 +154,25 @@ def pin(sys, fd: int, path: Path, keep: list) -> None:
     sys.bpf(BpfCmd.OBJ_PIN, make_attr(ObjPinAttr, pathname=ctypes.addressof(name), bpf_fd=fd))
 
 
-@pytest.mark.linux
+SIM_GAPS = {
+    "btf_maps.bpf.o": "kernel_sim's verifier types a map-in-map lookup result as map_value, not map_ptr",
+}
+
+
 @pytest.mark.parametrize("path", OBJECTS, ids=IDS)
-def test_object_loads_on_linux(linux, path: Path):
+def test_object_loads(bpf_kernel, path: Path):
+    """Maps created and every program verified, on kernel_sim and on Linux, from the parsed object."""
     obj = load_object(path)
-    loader = MiniLoader(linux, obj)
+    loader = MiniLoader(bpf_kernel, obj)
     try:
         loader.load_btf()
         loader.create_maps()
         for name in obj.programs:
             assert loader.load_program(name) > 0
+    except AssertionError:
+        if bpf_kernel.kind == "sim" and path.name in SIM_GAPS:
+            pytest.xfail(SIM_GAPS[path.name])  # known kernel_sim gap; passes once it is closed
+        raise
     finally:
         loader.close()
 
