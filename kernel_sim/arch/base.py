@@ -178,6 +178,23 @@ class Arch:
         """Execute the instruction at frame.pc; returns TRAP_NONE, TRAP_BREAK or TRAP_DEBUG."""
         raise NotImplementedError
 
+    def compile(self, code: bytes, pc: int):
+        """A step function for the instruction ``code`` at ``pc`` (what ``execute`` does there).
+
+        The executor caches it by address while executable memory is unchanged, so a step costs
+        no fetch and no decode.
+        """
+        run = self.run
+
+        def step(frame: Trapframe, mem: Memory) -> int:
+            return run(frame, mem, code, pc)
+
+        return step
+
+    def run(self, frame: Trapframe, mem: Memory, code: bytes, pc: int) -> int:
+        """Execute the instruction ``code`` as if it sat at ``pc`` (also used to simulate)."""
+        raise NotImplementedError
+
     def slot_code(self, insn: bytes) -> bytes:
         """An out-of-line slot: the saved instruction, then (no single-step) a second break."""
         raise NotImplementedError

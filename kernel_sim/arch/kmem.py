@@ -47,6 +47,7 @@ class KernelMemory:
         self._bases: list[int] = []
         self._lock = threading.Lock()
         self._last = Region("none", 0, 0, write=False, exec_=False)  # the region found last time
+        self.generation = 0  # bumped by every write to executable memory (translation caches check it)
 
     def add(self, name: str, base: int, size: int, *, write: bool, exec_: bool) -> Region:
         region = Region(name, base, size, write=write, exec_=exec_)
@@ -89,6 +90,8 @@ class KernelMemory:
             raise MemoryFault(addr, "write")
         off = addr - region.base
         region.buf[off : off + len(data)] = data
+        if region.exec:
+            self.generation += 1
 
     def read_u64(self, addr: int) -> int:
         region = self.region_of(addr, 8)
@@ -99,6 +102,8 @@ class KernelMemory:
         if not region.write and not region.can_write(addr, 8):
             raise MemoryFault(addr, "write")
         _U64.pack_into(region.buf, addr - region.base, value & 0xFFFFFFFFFFFFFFFF)
+        if region.exec:
+            self.generation += 1
 
     def set_writable(self, addr: int, n: int, writable: bool) -> None:
         """Open (or close again) the pages of [addr, addr+n) of a read-only region for writing."""

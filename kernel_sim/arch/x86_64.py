@@ -124,6 +124,17 @@ class X86_64(Arch):
             return TRAP_DEBUG  # the single-step trap comes after the instruction completes
         return trap
 
+    def compile(self, code: bytes, pc: int):
+        run = self.run
+
+        def step(frame: Trapframe, mem) -> int:
+            trap = run(frame, mem, code, pc)
+            if trap == TRAP_NONE and frame.regs.eflags & X86_EFLAGS_TF:
+                return TRAP_DEBUG
+            return trap
+
+        return step
+
     def run(self, frame: Trapframe, mem, code: bytes, pc: int) -> int:
         """Execute the instruction ``code`` as if it sat at ``pc`` (also used to simulate)."""
         r = frame.regs

@@ -42,6 +42,8 @@ class Executor:
         self._stacks = 0
         self._lock = threading.Lock()
         self.trap_log: list[tuple[str, int]] | None = None
+        # pc -> (memory generation, step function): fetch and decode once per unchanged text
+        self._tcache: dict[int, tuple[int, Callable]] = {}
 
     def _stack_top(self) -> int:
         sp = getattr(self._local, "sp", None)
@@ -65,6 +67,7 @@ class Executor:
         result: object = None
         int_result = False
         log = self.trap_log
+        tcache = self._tcache
         try:
             for _ in range(MAX_STEPS):
                 pc = frame.pc
@@ -81,7 +84,11 @@ class Executor:
                     else:
                         frame.return_value = result
                         int_result = True
-                trap = arch.execute(frame, mem)
+                entry = tcache.get(pc)
+                if entry is None or entry[0] != mem.generation:
+                    gen = mem.generation  # read before the fetch: a patch racing it invalidates the entry
+                    entry = tcache[pc] = (gen, arch.compile(mem.fetch(pc, 8), pc))
+                trap = entry[1](frame, mem)
                 if trap == TRAP_BREAK:
                     if log is not None:
                         log.append(("break", pc))
