@@ -19,6 +19,7 @@ from rich.text import Text
 from .histogram import log2_hist_lines
 
 RATE_WINDOW_S = 1.0
+HISTORY = 500  # events kept for a filter to apply to; the screen shows the last max_events
 MAP_ROWS = 10
 
 
@@ -50,7 +51,7 @@ class TailState:
         if self.paused or (self.filter and self.filter not in text):
             return
         self.events.append((now, cpu, text))
-        while len(self.events) > self.max_events:
+        while len(self.events) > max(self.max_events, HISTORY):
             self.events.popleft()
 
     def add_lost(self, cpu: int, count: int) -> None:
@@ -124,6 +125,23 @@ def _fill_bar(frac: float, width: int = 10) -> str:
     return "█" * n + "·" * (width - n)
 
 
+def compact_hist_lines(counts: list[int]) -> list[str]:
+    """bcc's layout without the leading empty slots: a live screen has no rows to spare."""
+    lines = log2_hist_lines(counts)
+    if len(lines) <= 1:
+        return lines
+    first = next((i for i, c in enumerate(counts) if c and i > 0), 1)
+    return [lines[0], *lines[first:]]
+
+
+def screen_rows(state: TailState) -> int:
+    """Rows the screen needs besides the events: status, CPU table, rings, maps, borders."""
+    rows = 2 + 1 + 1 + state.ncpus + len(state.ring_fill) + 2 + len(state.notes) + 1
+    rows += sum(len(r) + 2 for r in state.maps.values())
+    rows += sum(len(compact_hist_lines(c)) + 2 for c in state.histograms.values())
+    return rows
+
+
 def render(state: TailState, now: float | None = None):
     total_rate, per_rate = state.rates(now)
     cpus = Table(title=None, expand=False, box=None, padding=(0, 1))
@@ -144,7 +162,8 @@ def render(state: TailState, now: float | None = None):
     if state.paused:
         status.append("  PAUSED", style="bold yellow")
     events = Text()
-    for _, cpu, text in state.events:
+    shown = list(state.events)[-state.max_events:] if state.max_events > 0 else []
+    for _, cpu, text in shown:
         events.append(f"[{cpu}] ", style="dim")
         events.append(text + "\n")
     parts = [status, cpus]
@@ -159,7 +178,7 @@ def render(state: TailState, now: float | None = None):
             table.add_row(key, value)
         parts.append(table)
     for name, counts in state.histograms.items():
-        parts.append(Panel(Text("\n".join(log2_hist_lines(counts))), title=name))
+        parts.append(Panel(Text("\n".join(compact_hist_lines(counts))), title=name))
     for note in state.notes:
         parts.append(Text(note, style="red"))
     parts.append(Text("q quit · p pause · / filter · Esc clear filter · c clear", style="dim"))
@@ -254,6 +273,7 @@ class LiveSink:
                             state.set_maps(session.snapshots())
                             next_maps = now + MAPS_REFRESH_S
                         self._fill()
+                        state.max_events = max(3, self.console.size.height - screen_rows(state))
                         live.update(render(state), refresh=True)
                         await trio.sleep(REFRESH_S)
         finally:

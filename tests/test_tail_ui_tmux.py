@@ -15,10 +15,9 @@ from tests.conftest import linux_bpf_denied
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
-    pytest.mark.skipif(linux_bpf_denied() is not None, reason=str(linux_bpf_denied())),
-]
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+# Without COLUMNS/LINES from pytest's environment: rich would size the screen from them.
+CLI = f"env -u COLUMNS -u LINES {sys.executable} -c 'import sys; from loader.cli import main; sys.exit(main())'"
 
 
 class Tmux:
@@ -60,10 +59,50 @@ def tmux(tmp_path):
     t.kill()
 
 
+def run_in_tmux(tmux: Tmux, tmp_path: Path, args: str) -> tuple[Path, Path]:
+    err, done = tmp_path / "stderr", tmp_path / "done"
+    tmux.start(f"cd {REPO} && {CLI} run {args} 2>{err}; echo $? > {done}; sleep 30")
+    return err, done
+
+
+def quit_and_check(tmux: Tmux, err: Path, done: Path) -> None:
+    tmux.keys("q")
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert done.read_text().strip() == "0"
+    summary = err.read_text()
+    assert "events," in summary and "lost" in summary and "Traceback" not in summary
+
+
+def test_sim_live_screen_with_maps_filter_and_quit(tmux, tmp_path):
+    err, done = run_in_tmux(tmux, tmp_path, "examples/opensnoop.bpf.o --kprobe do_sys_openat2 --duration 60")
+    screen = tmux.wait_for("bpfload run · opensnoop · kprobe do_sys_openat2 · sim")
+    tmux.wait_for("comm=")
+    tmux.keys("/")
+    tmux.keys("-l", "passwd")
+    tmux.keys("Enter")
+    tmux.wait_for("filter: 'passwd'")
+    screen = tmux.wait_for("filename=/etc/passwd")
+    shown = [line for line in screen.splitlines() if "filename=" in line]
+    assert shown and all("passwd" in line for line in shown)
+    assert "    0 " in screen and "    1 " in screen  # a row per simulated CPU
+    quit_and_check(tmux, err, done)
+
+
+def test_sim_histogram_is_refreshed_on_screen(tmux, tmp_path):
+    err, done = run_in_tmux(tmux, tmp_path, "examples/latency.bpf.o --duration 60")
+    tmux.wait_for("kretprobe vfs_read")
+    screen = tmux.wait_for("distribution")  # the hist map, drawn as bcc draws it, while running
+    assert "->" in screen and "*" in screen
+    quit_and_check(tmux, err, done)
+
+
+@pytest.mark.skipif(linux_bpf_denied() is not None, reason=str(linux_bpf_denied()))
 def test_live_screen_shows_events_and_obeys_pause_filter_quit(tmux, tmp_path):
     err = tmp_path / "stderr"
     done = tmp_path / "done"
-    cmd = (f"cd {REPO} && {sys.executable} -c 'import sys; from loader.cli import main; sys.exit(main())' run "
+    cmd = (f"cd {REPO} && {CLI} run "
            f"examples/opensnoop_tp.bpf.o --kernel linux --tracepoint syscalls/sys_enter_openat --duration 60 "
            f"2>{err}; echo $? > {done}; sleep 30")
     tmux.start(cmd)
