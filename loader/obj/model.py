@@ -111,7 +111,7 @@ class MapDef:
     section: str = "maps"
     section_index: int = 0
     symbol_offset: int = 0  # offset of the definition/symbol inside its section
-    data: bytes | None = None  # initial value of global-data maps (value_size bytes); None otherwise
+    data: bytes | None = None  # global-data maps: initial value (value_size bytes, zeros for .bss); else None
     frozen: bool = False  # .rodata: loader calls BPF_MAP_FREEZE after writing `data`
     inner: MapDef | None = None  # map-in-map: the inner map's template
     initial_slots: dict[int, str] = field(default_factory=dict)  # map-in-map / prog array `values = {...}`
@@ -303,8 +303,8 @@ class BpfObject:
     def set_global(self, name: str, value: bytes) -> None:
         """Overwrite a global's initial value in its map's data (Aya's EbpfLoader::set_global).
 
-        The value must be exactly the symbol's size; .bss globals get their map's data
-        materialised (zeros) first so the loader writes it like .data.
+        The value must be exactly the symbol's size (Aya checks the same), so a caller cannot
+        overwrite a neighbouring variable.
         """
         var = self.globals.get(name)
         if var is None:
