@@ -75,6 +75,7 @@ class BtfTypeInfo:
     members: list[BtfMember] = field(default_factory=list)
     enum_signed: bool = False
     vars: list[tuple[int, int, int]] = field(default_factory=list)  # DATASEC: (var type id, offset, size)
+    enumerators: list[tuple[str, int]] = field(default_factory=list)  # ENUM/ENUM64: (name, value)
 
 
 class BtfTypes:
@@ -113,11 +114,20 @@ class BtfTypes:
                     else:
                         t.members.append(BtfMember(self._str(m_name), m_type, m_off))
             elif kind == BTF_KIND_ENUM:
-                pos += 8 * vlen
                 t.enum_signed = t.kind_flag
+                for _ in range(vlen):
+                    e_name, e_val = struct.unpack_from("<Ii" if t.kind_flag else "<II", data, pos)
+                    t.enumerators.append((self._str(e_name), e_val))
+                    pos += 8
             elif kind == BTF_KIND_ENUM64:
-                pos += 12 * vlen
                 t.enum_signed = t.kind_flag
+                for _ in range(vlen):
+                    e_name, lo, hi = struct.unpack_from("<III", data, pos)
+                    value = (hi << 32) | lo
+                    if t.kind_flag and value >> 63:
+                        value -= 1 << 64
+                    t.enumerators.append((self._str(e_name), value))
+                    pos += 12
             elif kind == BTF_KIND_FUNC_PROTO:
                 pos += 8 * vlen
             elif kind == BTF_KIND_VAR:

@@ -278,8 +278,11 @@ class Ebpf:
         raise AssertionError("unreachable")
 
     def _relocate(self, pdef) -> bytes:
-        """The program's instructions with map fds and value offsets patched into its lddw's."""
+        """The program's instructions with CO-RE facts for this kernel and map fds and value
+        offsets patched in."""
         insns = bytearray(pdef.insns)
+        if pdef.core_relocs:
+            self._apply_core(pdef, insns)
         for rel in pdef.map_relocs:
             data = self._map_data.get(rel.map_name)
             if data is None:
@@ -294,6 +297,20 @@ class Ebpf:
             c2, r2, o2, _i2 = _INSN.unpack_from(insns, off + 8)
             _INSN.pack_into(insns, off + 8, c2, r2, o2, rel.offset if rel.kind == "map_value" else 0)
         return bytes(insns)
+
+    def _apply_core(self, pdef, insns: bytearray) -> None:
+        from .core_reloc import CoreRelocator, kernel_target
+
+        if self.btf_types is None:
+            raise EbpfError(f"{self.name}: program {pdef.name!r} has CO-RE relocations but no usable BTF")
+        target = kernel_target(self.sys)
+        if target is None:
+            self.warnings.append(f"program {pdef.name!r}: {len(pdef.core_relocs)} CO-RE relocation(s) left as "
+                                 "compiled: the kernel publishes no BTF (/sys/kernel/btf/vmlinux)")
+            return
+        relocator = CoreRelocator(self.btf_types, target)
+        for reloc in pdef.core_relocs:
+            relocator.apply(insns, reloc, pdef.name)
 
     # -- access -------------------------------------------------------------------------------------------
     def program(self, name: str) -> Program:

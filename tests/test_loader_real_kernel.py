@@ -338,3 +338,72 @@ def test_aya_bare_sections_attach_where_the_call_says(linux):
         before = hits[5]
         os.getppid()
         assert hits[5] == before
+
+
+CORE_PROG = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/* Local views with made-up layouts: only CO-RE makes these reads right on the running kernel. */
+struct task_struct {
+    char pad[3];
+    int pid;
+    int tgid;
+    struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
+
+struct task_struct___fake {
+    int no_such_field_here;
+} __attribute__((preserve_access_index));
+
+struct no_such_struct_in_kernel { int x; };
+
+enum pid_type { PIDTYPE_TGID = 7, PIDTYPE_PID = 9 };
+
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, __u32); __type(value, __s64); }
+    out SEC(".maps");
+const volatile __u32 me = 0;
+
+static void put(__u32 k, __s64 v) { bpf_map_update_elem(&out, &k, &v, BPF_ANY); }
+
+SEC("tracepoint/syscalls/sys_enter_getppid")
+int core_facts(void *ctx)
+{
+    struct task_struct *t = (void *)bpf_get_current_task();
+    struct task_struct___fake *f = (void *)t;
+
+    if ((bpf_get_current_pid_tgid() >> 32) != me)
+        return 0;
+    put(0, BPF_CORE_READ(t, real_parent, tgid));
+    put(1, BPF_CORE_READ(t, tgid));
+    put(2, bpf_core_field_size(t->pid));
+    put(3, bpf_core_field_exists(f->no_such_field_here));
+    put(4, bpf_core_type_exists(struct no_such_struct_in_kernel));
+    put(5, bpf_core_type_exists(struct task_struct));
+    put(6, bpf_core_enum_value(enum pid_type, PIDTYPE_TGID));
+    put(7, bpf_core_enum_value_exists(enum pid_type, PIDTYPE_PID));
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_core_relocations_against_the_kernel_btf(linux, tmp_path):
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.fail("this kernel publishes no BTF")
+    from loader.btf_values import BtfTypes
+
+    vmlinux = BtfTypes(Path("/sys/kernel/btf/vmlinux").read_bytes())
+    pid_type = next(t for t in vmlinux.types if t is not None and t.name == "pid_type" and t.enumerators)
+    obj = clang_bpf(tmp_path, "core", CORE_PROG)
+    with EbpfLoader(kernel=linux).set_global("me", os.getpid()).load_file(obj) as ebpf:
+        prog = ebpf.program("core_facts")
+        prog.load()
+        with prog.attach():
+            os.getppid()
+        out = ebpf.map("out")
+        facts = [out[i] for i in range(8)]
+    assert facts[0] == os.getppid() and facts[1] == os.getpid()
+    assert facts[2:6] == [4, 0, 0, 1]
+    assert facts[6] == dict(pid_type.enumerators)["PIDTYPE_TGID"] and facts[7] == 1
