@@ -659,29 +659,53 @@ def test_array_sequences_match_linux(both, ops, max_entries):
     assert results[0] == results[1]
 
 
+@pytest.fixture
+def on_cpu0():
+    """Pin this thread to CPU 0: Linux's LRU keeps per-CPU free lists, so a thread that migrates
+    between CPUs would see other evictions (the simulated syscalls run on CPU 0)."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    yield
+    os.sched_setaffinity(0, before)
+
+
 @_HYP
-@given(ops=OPS)
-def test_lru_sequences_match_linux(both, ops):
-    """LRU: errnos of every operation and the map contents agree while no eviction is needed; once
-    keys outnumber max_entries, both kernels keep the newest key, never exceed max_entries and
-    return the last value written for every key they kept."""
+@given(ops=OPS, max_entries=st.integers(1, 12), percpu=st.booleans(), common=st.booleans())
+def test_lru_sequences_match_linux(both, on_cpu0, ops, max_entries, percpu, common):
+    """Every answer and the final contents agree, evictions included: the sim runs Linux's LRU."""
     sim, lin = both
-    max_entries = 16  # > the 10 distinct keys: contents must agree exactly
+    n = sim.possible_cpus()
+    map_type, vsize = (T.LRU_PERCPU_HASH, 8 * n) if percpu else (T.LRU_HASH, 8)
     results = []
     for u in (sim, lin):
-        fd = u.create(T.LRU_HASH, 4, 8, max_entries, BPF_F_ZERO_SEED)
-        results.append((_apply(u, fd, ops, 4, 8), sorted(u.keys(fd, 4))))
+        fd = u.create(map_type, 4, 8, max_entries, BPF_F_ZERO_SEED | (0 if common else BPF_F_NO_COMMON_LRU))
+        out = []
+        for op, key, val, flags in ops:
+            kb = k(key)
+            if op == "update":
+                out.append(res(u.update, fd, kb, v(val) * (vsize // 8), flags))
+            elif op == "lookup":
+                out.append(res(u.lookup, fd, kb, vsize))
+            elif op == "delete":
+                out.append(res(u.delete, fd, kb))
+            elif op == "next":
+                out.append(res(u.next_key, fd, kb if flags else None, 4))
+            else:
+                out.append(res(u.lookup_and_delete, fd, kb, vsize))
+        results.append((out, u.keys(fd, 4)))
         u.close(fd)
     assert results[0] == results[1]
+
+
+def test_lru_batch_eviction_matches_linux(both, on_cpu0):
+    """300 keys into 256 entries: Linux frees target_free (here max_entries / CPUs / 2) at a time."""
+    sim, lin = both
+    kept = []
     for u in (sim, lin):
-        fd = u.create(T.LRU_HASH, 4, 8, 4)
-        last: dict[int, int] = {}
-        for _op, key, val, _flags in ops:
-            if res(u.update, fd, k(key), v(val)) == 0:
-                last[key] = val
-        kept = [int.from_bytes(x, "little") for x in u.keys(fd, 4)]
-        assert len(kept) <= 4
-        assert ops[-1][1] in kept
-        for key in kept:
-            assert u.lookup(fd, k(key), 8) == v(last[key])
+        fd = u.create(T.LRU_HASH, 4, 8, 256)
+        for i in range(300):
+            u.update(fd, k(i), v(i))
+        kept.append(sorted(int.from_bytes(x, "little") for x in u.keys(fd, 4)))
         u.close(fd)
+    assert kept[0] == kept[1]
+    assert 299 in kept[0] and len(kept[0]) < 256

@@ -17,9 +17,10 @@ from __future__ import annotations
 import bisect
 import errno
 import random
-from collections import OrderedDict, deque
+from collections import deque
 from typing import TYPE_CHECKING
 
+from ...cpus import current_cpu
 from ...fs.file import File, oserror
 from ...uapi.bpf import (
     BPF_EXIST,
@@ -48,6 +49,7 @@ from .base import (
     round8,
 )
 from .jhash import htab_hash
+from .lru import BpfLru
 
 if TYPE_CHECKING:
     from ...kernel import Kernel
@@ -96,7 +98,7 @@ class HashMap(UnifiedMap):
         self.n_buckets = roundup_pow_of_two(self.max_entries)
         self.seed = 0 if self.map_flags & BPF_F_ZERO_SEED else random.getrandbits(32)
         self.stride = round8(self.value_size)
-        nslots = self.max_entries + (1 if self.lru else kernel.ncpus)
+        nslots = self.max_entries + (0 if self.lru else kernel.ncpus)  # LRU nodes are the elements
         if nslots * self.stride * (kernel.ncpus if self.percpu else 1) > SIM_MAX_MAP_BYTES:
             raise oserror(errno.ENOMEM)
         self._slots: dict[bytes, int] = {}
@@ -106,7 +108,10 @@ class HashMap(UnifiedMap):
         self._free: deque[int] = deque()  # freed slots, reused oldest first
         self._fresh = 0  # slots never used yet are handed out in order
         self._nslots = nslots
-        self._recent: OrderedDict[bytes, None] = OrderedDict()  # LRU order, oldest first
+        if self.lru:
+            self._slot_key: dict[int, bytes] = {}
+            self._lru = BpfLru(self.max_entries, kernel.ncpus, bool(self.map_flags & BPF_F_NO_COMMON_LRU),
+                               self._lru_del_from_htab)
         self._alloc_storage(kernel, nslots)
 
     def _alloc_storage(self, kernel: Kernel, nslots: int) -> None:
@@ -182,45 +187,92 @@ class HashMap(UnifiedMap):
         self._free.append(slot)
 
     # -- the operations, under the map lock ------------------------------------------------------
+    def _write(self, slot: int, value, cpu: int, from_prog: bool, new: bool) -> None:
+        if from_prog:
+            self._write_prog(slot, value, cpu, new=new)
+        else:
+            self._write_user(slot, value, new=new)
+
+    def _move_to_head(self, key: bytes) -> None:
+        """An update replaced the element: Linux adds the new one at the bucket's head."""
+        lst = self._buckets[self._bucket_of[key]]
+        if lst[0] != key:
+            lst.remove(key)
+            lst.insert(0, key)
+
     def _update(self, key: bytes, value, flags: int, cpu: int, from_prog: bool) -> None:
         check_update_flags(flags)
         if flags & BPF_F_LOCK:
             raise oserror(errno.EINVAL)
         with self.lock:
+            if self.lru:
+                self._lru_update(key, value, flags, cpu, from_prog)
+                return
             old = self._slots.get(key)
             if old is None and flags == BPF_EXIST:
                 raise oserror(errno.ENOENT)
             if old is not None and flags == BPF_NOEXIST:
                 raise oserror(errno.EEXIST)
             if old is not None and self.percpu:
-                if from_prog:
-                    self._write_prog(old, value, cpu, new=False)
-                else:
-                    self._write_user(old, value, new=False)
-                if self.lru:
-                    self._touch(key)
+                self._write(old, value, cpu, from_prog, new=False)
                 return
             if old is None and len(self._slots) >= self.max_entries:
-                if not self.lru:
-                    raise oserror(errno.E2BIG)
-                self._evict()
+                raise oserror(errno.E2BIG)
             slot = self._take_slot()
-            if from_prog:
-                self._write_prog(slot, value, cpu, new=True)
-            else:
-                self._write_user(slot, value, new=True)
+            self._write(slot, value, cpu, from_prog, new=True)
             self._slots[key] = slot
             if old is not None:
-                lst = self._buckets[self._bucket_of[key]]
-                if lst[0] is not key and lst[0] != key:
-                    lst.remove(key)
-                    lst.insert(0, key)
+                self._move_to_head(key)
                 self._drop_slot(old)
             else:
                 self._link(key)
-            if self.lru:
-                self._recent[key] = None
-                self._recent.move_to_end(key)
+
+    def _lru_update(self, key: bytes, value, flags: int, cpu: int, from_prog: bool) -> None:
+        """htab_lru_map_update_elem / __htab_lru_percpu_map_update_elem: a node is taken from
+        the LRU first (which may evict, even the key being updated), then the flags are checked."""
+        lru = self._lru
+        node = None
+        if not (self.percpu and flags == BPF_EXIST):
+            node = lru.pop_free(cpu)
+            if node is None:
+                raise oserror(errno.ENOMEM)
+        old = self._slots.get(key)
+        err = 0
+        if old is None and flags == BPF_EXIST:
+            err = errno.ENOENT
+        elif old is not None and flags == BPF_NOEXIST:
+            err = errno.EEXIST
+        if err:
+            if node is not None:
+                lru.push_free(node)
+            raise oserror(err)
+        if old is not None and self.percpu:
+            lru.set_ref(old)
+            self._write(old, value, cpu, from_prog, new=False)
+            if node is not None:
+                lru.push_free(node)
+            return
+        self._write(node, value, cpu, from_prog, new=True)
+        self._slots[key] = node
+        self._slot_key[node] = key
+        if old is not None:
+            lru.set_ref(node)
+            self._move_to_head(key)
+            self._slot_key.pop(old, None)
+            lru.push_free(old)
+        else:
+            self._link(key)
+
+    def _lru_del_from_htab(self, node: int) -> bool:
+        """The LRU evicts node: drop its key from the table (False if it holds none)."""
+        key = self._slot_key.get(node)
+        if key is None or self._slots.get(key) != node:
+            return False
+        del self._slots[key]
+        del self._slot_key[node]
+        self._unlink(key)
+        del self._bucket_of[key]
+        return True
 
     def _delete(self, key: bytes) -> None:
         with self.lock:
@@ -229,19 +281,11 @@ class HashMap(UnifiedMap):
                 raise oserror(errno.ENOENT)
             self._unlink(key)
             del self._bucket_of[key]
-            self._recent.pop(key, None)
-            self._drop_slot(slot)
-
-    def _touch(self, key: bytes) -> None:
-        try:
-            self._recent.move_to_end(key)
-        except KeyError:
-            pass
-
-    def _evict(self) -> None:
-        """LRU: drop the least recently used key (updates and program lookups count as use)."""
-        victim = next(iter(self._recent))
-        self._delete(victim)
+            if self.lru:
+                self._slot_key.pop(slot, None)
+                self._lru.push_free(slot)
+            else:
+                self._drop_slot(slot)
 
     # -- syscall side ----------------------------------------------------------------------------
     def sys_lookup(self, key: bytes | None, flags: int) -> bytes:
@@ -252,7 +296,7 @@ class HashMap(UnifiedMap):
             return self._read_user(slot)
 
     def sys_update(self, key: bytes | None, value: bytes, flags: int, map_file: File | None) -> None:
-        self._update(key, value, flags, 0, from_prog=False)
+        self._update(key, value, flags, current_cpu(), from_prog=False)
 
     def sys_delete(self, key: bytes | None) -> None:
         self._delete(key)
@@ -310,7 +354,7 @@ class HashMap(UnifiedMap):
         if slot is None:
             return 0
         if self.lru:
-            self._touch(key)
+            self._lru.set_ref(slot)
         if self.percpu:
             return self.pcpu.addr(cpu, slot)
         return self.base + slot * self.stride
