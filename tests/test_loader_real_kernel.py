@@ -407,3 +407,23 @@ def test_core_relocations_against_the_kernel_btf(linux, tmp_path):
     assert facts[0] == os.getppid() and facts[1] == os.getpid()
     assert facts[2:6] == [4, 0, 0, 1]
     assert facts[6] == dict(pid_type.enumerators)["PIDTYPE_TGID"] and facts[7] == 1
+
+
+def test_aya_log_records_on_the_real_kernel(linux, tmp_path):
+    import logging
+
+    from loader.aya_log import EbpfLogger
+
+    with Ebpf.load_file(EXAMPLES / "aya_log.bpf.o", kernel=linux) as ebpf:
+        prog = ebpf.program("aya_log_openat")
+        prog.load()
+        logger = EbpfLogger(ebpf, logging.getLogger("test.aya_log"))
+        with prog.attach("syscalls", "sys_enter_openat"):
+            fd = os.open(tmp_path / "made", os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+        mine = [r for r in logger.read() if r.message.startswith(f"pid {os.getpid()} ")]
+        assert [r.level_name for r in mine] == ["DEBUG", "WARN"]
+        flags = os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
+        assert mine[0].message in {f"pid {os.getpid()} openat flags {f:x}" for f in (flags, flags | 0o100000)}
+        assert mine[1].message == f"pid {os.getpid()} opens with O_CREAT"
+        logger.close()
