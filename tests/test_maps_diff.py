@@ -497,6 +497,31 @@ def scenario_pin(r: Rec) -> None:
     finally:
         r("unlink", u.sys.unlink, base)
     r("gone after unlink", u.sys.bpf, B.MAP_GET_FD_BY_ID, make_attr(GetIdAttr, start_id=map_id))
+    # Programs pin and come back the same way.
+    from test_prog_load_run import load
+
+    from kernel_sim.uapi.bpf import BpfProgInfo, ProgType
+    from kernel_sim.vm.asm import exit_, mov64
+
+    prog = load(u.sys, ProgType.SOCKET_FILTER, [mov64(0, imm=1), exit_()])
+    try:
+        r("pin a program", u.pin, prog, base + "_prog")
+        got = r("get the program", u.obj_get, base + "_prog")
+        if isinstance(got, int):
+            r.out[-1] = (r.out[-1][0], "fd")
+            infos = []
+            for fd in (prog, got):
+                info = BpfProgInfo()
+                u.sys.bpf(B.OBJ_GET_INFO_BY_FD, make_attr(InfoAttr, bpf_fd=fd, info_len=ctypes.sizeof(info),
+                                                          info=ctypes.addressof(info)))
+                infos.append(info.id)
+            r("same program", lambda: infos[0] == infos[1])
+            r("a program fd in a map-only call", u.lookup, got, k(0), 4)
+        r("get a program read-only", u.obj_get, base + "_prog", BPF_F_RDONLY)
+        r.out[-1] = (r.out[-1][0], "fd" if isinstance(r.out[-1][1], int) else r.out[-1][1])
+    finally:
+        r("unlink the program pin", u.sys.unlink, base + "_prog")
+        u.sys.close(prog)
 
 
 def scenario_mmap(r: Rec) -> None:
@@ -695,6 +720,35 @@ def test_lru_sequences_match_linux(both, on_cpu0, ops, max_entries, percpu, comm
         results.append((out, u.keys(fd, 4)))
         u.close(fd)
     assert results[0] == results[1]
+
+
+def test_lru_reference_bits_from_programs_match_linux(both, on_cpu0):
+    """Program lookups set the reference bit (syscall lookups do not): referenced keys survive."""
+    from test_prog_load_run import load, test_run
+
+    from kernel_sim.uapi.bpf import HelperId, ProgType
+    from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD
+    from kernel_sim.vm.asm import W, alu64, call, exit_, lddw, mov64, st
+
+    sim, lin = both
+    kept = []
+    for u in (sim, lin):
+        fd = u.create(T.LRU_HASH, 4, 8, 8, BPF_F_ZERO_SEED)
+        for i in range(8):
+            u.update(fd, k(i), v(i))
+        for key in (0, 3):
+            prog = load(u.sys, ProgType.SOCKET_FILTER, [
+                st(W, 10, -4, key), lddw(1, fd, BPF_PSEUDO_MAP_FD), mov64(2, 10), alu64(0x00, 2, imm=-4),
+                call(HelperId.map_lookup_elem), mov64(0, imm=0), exit_()])
+            assert test_run(u.sys, prog, bytes(64)).err == 0
+            u.sys.close(prog)
+        u.lookup(fd, k(5), 8)  # a syscall lookup: no reference bit
+        for i in range(8, 14):
+            u.update(fd, k(i), v(i))
+        kept.append(u.keys(fd, 4))
+        u.close(fd)
+    assert kept[0] == kept[1]
+    assert k(0) in kept[0] and k(3) in kept[0] and k(5) not in kept[0]
 
 
 def test_lru_batch_eviction_matches_linux(both, on_cpu0):
