@@ -97,6 +97,7 @@ class EbpfLoader:
             obj.set_global(gname, encode_global(value, var.size))
         sys = self.kernel if self.kernel is not None else _open_default_kernel()
         ebpf = Ebpf(sys, obj)
+        ebpf.owns_kernel = self.kernel is None  # the embedded kernel we booted goes with the object
         try:
             ebpf._bring_up(self)
         except BaseException:
@@ -119,6 +120,7 @@ class Ebpf:
         self.warnings: list[str] = []
         self._map_data: dict[str, MapData] = {}
         self._taken: set[str] = set()
+        self.owns_kernel = False
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -352,6 +354,11 @@ class Ebpf:
         if self.btf_fd is not None:
             fd, self.btf_fd = self.btf_fd, None
             self.sys.close(fd)
+        if self.owns_kernel and not self._taken:  # taken maps still need the kernel that holds them
+            self.owns_kernel = False
+            close_all = getattr(self.sys, "close_all", None)
+            if close_all is not None:
+                close_all()
 
     def __enter__(self) -> Ebpf:
         return self

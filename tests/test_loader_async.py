@@ -77,3 +77,32 @@ async def test_ring_records_awaited_through_the_reactor(linux):
                             break
                 stream.close()
             rb.close()
+
+
+async def test_sim_kprobe_events_awaited_through_the_reactor():
+    from tests.test_loader_sim_e2e import Proc
+
+    sim = open_kernel("sim", cpus=2)
+    try:
+        with Ebpf.load_file(EXAMPLES / "opensnoop.bpf.o", kernel=sim) as ebpf:
+            prog = ebpf.program("opensnoop")
+            prog.load()
+            with prog.attach("do_sys_openat2"):
+                perf = PerfEventArray(ebpf.take_map("events"))
+                bufs = perf.open_all(page_count=2)
+                proc = Proc(sim)
+                async with open_reactor(sim) as reactor:
+                    stream = PerfStream(reactor, bufs)
+                    seen = []
+                    with trio.fail_after(30):  # a hang guard, not a timing assertion
+                        await trio.to_thread.run_sync(lambda: proc.cat("/etc/passwd"))
+                        async for batch in stream:
+                            seen += [EVENT.unpack_from(raw) for raw in batch.samples]
+                            if any(s[0] == proc.pid for s in seen):
+                                break
+                    stream.close()
+                names = [s[5].split(b"\0", 1)[0] for s in seen if s[0] == proc.pid]
+                assert names == [b"/etc/passwd"]
+                perf.close()
+    finally:
+        sim.close_all()

@@ -264,3 +264,13 @@ def test_map_in_map_slots(sys):
         assert dict(outer.items()) == {0: ids["inner_a"], 2: ids["inner_b"]}
         outer[1] = ebpf.map("inner_a")
         assert outer[1] == ids["inner_a"]
+
+
+def test_default_kernel_is_an_embedded_sim():
+    with Ebpf.load_file(EXAMPLES / "syscount.bpf.o") as ebpf:
+        assert ebpf.sys.kind == "sim" and ebpf.owns_kernel
+        ebpf.program("syscount").load()
+        counts = ebpf.map("counts")
+        counts[1] = {"count": 1, "last_nr": 0, "comm": "a"}
+        assert len(counts) == 1
+    assert not ebpf.owns_kernel
