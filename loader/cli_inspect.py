@@ -44,7 +44,7 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         missing = [n for n in names if n not in obj.programs]
         if missing:
             raise CliError(f"no program {missing[0]!r} in {args.object} (has: {', '.join(obj.programs) or 'none'})")
-        print("\n".join(disassemble_program(obj.programs[n], obj, args.alu32) for n in names), end="")
+        print("\n".join(disassemble_program(obj.programs[n], obj, args.alu32, not args.no_source) for n in names), end="")
         return 0
     try:
         text = disassemble_object(Path(args.object).read_bytes(), args.object, with_relocs=not args.no_relocs,
@@ -71,6 +71,7 @@ def disasm(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--program", "-p", action="append", metavar="NAME",
                    help="show this program as the loader loads it (callees linked, map references marked); repeatable")
     p.add_argument("--no-relocs", action="store_true", help="without relocation lines (llvm-objdump -d, not -dr)")
+    p.add_argument("--no-source", action="store_true", help="with --program: leave out BTF source lines")
     p.add_argument("--alu32", action="store_true",
                    help="32-bit loads/stores/atomics with wN registers (llvm-objdump --mattr=+alu32)")
     p.set_defaults(func=cmd_disasm)

@@ -164,3 +164,21 @@ def test_errors_are_one_line(capsys, argv, message):
     rc, out, err = run_cli(capsys, *argv)
     assert rc == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("bpfload: ") and message in err
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.o")), ids=lambda p: p.name)
+def test_disasm_program_quotes_the_source(capsys, path: Path):
+    """Source comments come from BTF line info; each is a line of the example's C source, and the
+    first precedes instruction 0."""
+    source = {ln.strip() for ln in path.with_suffix(".c").read_text().splitlines()}
+    header = path.parent / "aya_log.h"
+    source |= {ln.strip() for ln in header.read_text().splitlines()}
+    for name in load_object(path).programs:
+        rc, out, _ = run_cli(capsys, "disasm", str(path), "--program", name)
+        lines = out.splitlines()
+        comments = [ln[2:] for ln in lines if ln.startswith("; ")]
+        assert comments and all(c in source for c in comments), [c for c in comments if c not in source]
+        first = next(i for i, ln in enumerate(lines) if re.match(r"\s+0:\t", ln))
+        assert lines[first - 1].startswith("; ")
+        rc, out, _ = run_cli(capsys, "disasm", "--no-source", str(path), "--program", name)
+        assert not any(ln.startswith("; ") for ln in out.splitlines())

@@ -382,3 +382,35 @@ def test_fuzz_section_header_fields(seed: int, field: int, value: int, which: in
     h[field] = value % (2**32 if field in (0, 1, 6, 7) else 2**64)
     SHDR.pack_into(elf.data, elf.shoff + i * SHDR.size, *h)
     parse_or_object_error(bytes(elf.data))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=600), use_seed=st.booleans(), flips=st.lists(st.integers(0, 10**6), max_size=6))
+def test_fuzz_btf_parsers_raise_only_btf_error(data: bytes, use_seed: bool, flips: list[int]):
+    from loader.obj.btf import BtfError, parse_btf, parse_btf_ext
+
+    elf = Elf(OPENSNOOP.read_bytes())
+    off, size = elf.section(".BTF")
+    btf_raw = bytearray(elf.data[off : off + size]) if use_seed else bytearray(data)
+    for f in flips:
+        if btf_raw:
+            btf_raw[f % len(btf_raw)] ^= 0xFF
+    try:
+        btf = parse_btf(bytes(btf_raw))
+        for t in btf.types:
+            btf.type_name(t.id)
+            try:
+                btf.size_of(t.id)
+            except BtfError:
+                pass
+    except BtfError:
+        pass
+    ext_off, ext_size = elf.section(".BTF.ext")
+    ext_raw = bytearray(elf.data[ext_off : ext_off + ext_size]) if use_seed else bytearray(data)
+    for f in flips:
+        if ext_raw:
+            ext_raw[f % len(ext_raw)] ^= 0xFF
+    try:
+        parse_btf_ext(bytes(ext_raw), parse_btf(bytes(elf.data[off : off + size])).strings)
+    except BtfError:
+        pass

@@ -135,8 +135,9 @@ def _hex(raw: bytes) -> str:
 
 
 def disassemble_code(code: bytes, labels: dict[int, str], relocs: dict[int, tuple[str, str]] | None = None,
-                     first_label: bool = True, alu32: bool = False) -> list[str]:
-    """Lines for a run of instructions; `labels` and `relocs` keyed by byte offset."""
+                     first_label: bool = True, alu32: bool = False, source: dict[int, str] | None = None) -> list[str]:
+    """Lines for a run of instructions; `labels`, `relocs` and `source` ("; line" comments,
+    as llvm-objdump -S prints them) keyed by byte offset."""
     out: list[str] = []
     starts = sorted(labels)
 
@@ -158,6 +159,8 @@ def disassemble_code(code: bytes, labels: dict[int, str], relocs: dict[int, tupl
             if out:
                 out.append("")
             out.append(f"{pos:016x} <{labels[pos]}>:")
+        if source and pos in source:
+            out.append(f"; {source[pos]}")
         raw = code[pos : pos + 8]
         is_lddw = raw[0] == LD_IMM64 and pos + 16 <= len(code)
         nxt = code[pos + 8 : pos + 16] if is_lddw else None
@@ -182,9 +185,11 @@ def disassemble_object(data: bytes, name: str = "<bytes>", with_relocs: bool = T
     return "\n".join(lines) + "\n"
 
 
-def disassemble_program(prog: ProgramDef, obj: BpfObject | None = None, alu32: bool = False) -> str:
+def disassemble_program(prog: ProgramDef, obj: BpfObject | None = None, alu32: bool = False,
+                        with_source: bool = True) -> str:
     """The linked program as the loader loads it: callees appended (labelled), map references
-    annotated (the loader writes the fd into these lddw instructions)."""
+    annotated (the loader writes the fd into these lddw instructions), and, when the object
+    has BTF line info, the source lines the kernel's verifier log would quote."""
     labels = {0: prog.name}
     pos = prog.size
     for callee in prog.callees:
@@ -195,8 +200,19 @@ def disassemble_program(prog: ProgramDef, obj: BpfObject | None = None, alu32: b
     for r in prog.map_relocs:
         what = r.map_name if r.kind == "map_fd" else f"{r.map_name}+{r.offset}"
         relocs[r.insn_index * 8] = ("MAP_FD" if r.kind == "map_fd" else "MAP_VALUE", what)
+    source: dict[int, str] = {}
+    if with_source and obj is not None and obj.btf is not None:
+        last = None
+        for li in prog.line_info:
+            try:
+                text = obj.btf.string(li.line_off).strip()
+            except ValueError:
+                continue
+            if text and text != last:
+                source[li.insn_off * 8] = text
+            last = text
     lines = [f"Program {prog.name} (section {prog.section}, {prog.insn_count} instructions):", ""]
-    lines += disassemble_code(prog.insns, labels, relocs, alu32=alu32)
+    lines += disassemble_code(prog.insns, labels, relocs, alu32=alu32, source=source)
     return "\n".join(lines) + "\n"
 
 
