@@ -248,7 +248,7 @@ class Program:
         self.name = definition.name
         self.section = definition.section
         self.insns = insns
-        self.license = license or "GPL"
+        self.license = license  # as the object says: Linux decides what a missing licence allows
         self.kern_version = kern_version
         self.btf_fd = btf_fd
         self.fd: int | None = None
