@@ -427,3 +427,38 @@ def test_aya_log_records_on_the_real_kernel(linux, tmp_path):
         assert mine[0].message in {f"pid {os.getpid()} openat flags {f:x}" for f in (flags, flags | 0o100000)}
         assert mine[1].message == f"pid {os.getpid()} opens with O_CREAT"
         logger.close()
+
+
+class OldRelease:
+    """This machine's kernel, claiming an old release: the loader must take the tracefs paths."""
+
+    def __init__(self, inner, release: str = "5.3.0") -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.release = release
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def uname(self):
+        return self.inner.uname()._replace(release=self.release)
+
+
+def test_legacy_uprobe_path_through_uprobe_events(linux, tmp_path):
+    (tmp_path / "target.c").write_text(UPROBE_TARGET)
+    binary = tmp_path / "target"
+    subprocess.run([shutil.which("cc") or "clang", "-O1", "-o", str(binary), str(tmp_path / "target.c")], check=True)
+    obj = clang_bpf(tmp_path, "up", UPROBE_PROG)
+    old = OldRelease(linux)
+    assert kernel_version(old) < (5, 4, 0)
+    with Ebpf.load_file(obj, kernel=old) as ebpf:
+        entry = ebpf.program("on_call")
+        entry.load()
+        link = entry.attach(str(binary), "bpfload_target")
+        assert link.attach_mode == "ioctl" and link.probe_event is not None
+        events = Path(TRACEFS, "uprobe_events").read_text()
+        assert f"p:uprobes/{link.probe_event.name} {binary}:" in events
+        subprocess.run([str(binary), "5"], capture_output=True, check=True)
+        assert dict(HashMap(ebpf.map("args")).items()) == {i: 1 for i in range(5)}
+        link.detach()
+        assert link.probe_event.name not in Path(TRACEFS, "uprobe_events").read_text()
