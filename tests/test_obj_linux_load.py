@@ -22,7 +22,10 @@ import pytest
 from kernel_sim.uapi.bpf import (
     BPF_F_MMAPABLE,
     BpfCmd,
+    BpfMapInfo,
+    BpfProgInfo,
     BtfLoadAttr,
+    InfoAttr,
     MapCreateAttr,
     MapElemAttr,
     MapFreezeAttr,
@@ -227,3 +230,43 @@ def test_same_translation_as_libbpf(linux, path: Path):
         for p in by_name:
             with contextlib.suppress(OSError):
                 p.unlink()
+
+
+def _info(sys, fd: int, layout):
+    info = layout()
+    sys.bpf(BpfCmd.OBJ_GET_INFO_BY_FD, make_attr(InfoAttr, bpf_fd=fd, info_len=ctypes.sizeof(info),
+                                                 info=ctypes.addressof(info)))
+    return info
+
+
+def _loaded_shapes(sys, obj: BpfObject) -> tuple[dict, dict]:
+    loader = MiniLoader(sys, obj)
+    try:
+        loader.load_btf()
+        loader.create_maps()
+        maps = {}
+        for name, fd in loader.map_fds.items():
+            i = _info(sys, fd, BpfMapInfo)
+            maps[name] = (i.type, i.key_size, i.value_size, i.max_entries, i.map_flags, i.name)
+        progs = {}
+        for name in obj.programs:
+            i = _info(sys, loader.load_program(name), BpfProgInfo)
+            progs[name] = (i.type, i.name, i.nr_map_ids)
+        return maps, progs
+    finally:
+        loader.close()
+
+
+@pytest.mark.linux
+@pytest.mark.parametrize("path", [p for p in OBJECTS if p.name not in SIM_GAPS], ids=lambda p: p.name)
+def test_same_maps_and_programs_on_both_kernels(linux, path: Path):
+    """What the kernel reports back (BPF_OBJ_GET_INFO_BY_FD) about the maps and programs created
+    from the parsed object is the same on kernel_sim and on Linux."""
+    from loader.backends import open_kernel
+
+    obj = load_object(path)
+    sim = open_kernel("sim")
+    try:
+        assert _loaded_shapes(sim, obj) == _loaded_shapes(linux, obj)
+    finally:
+        sim.close_all()
