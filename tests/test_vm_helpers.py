@@ -320,3 +320,61 @@ def test_unsubmitted_ringbuf_record_is_discarded_at_exit(sim):
     run_raw(asm.flatten(*prog), b"", "interp", helper_table(), vm=kernel.vm, kernel=kernel)
     header = struct.unpack_from("<I", bytes(ringbuf_map.ringbuf.data_view()[:4]))[0]
     assert header == 8 | (1 << 30)          # length 8, DISCARD set, BUSY cleared
+
+
+def _xdp_adjust(helper: int, delta: int):
+    """r0 = helper(ctx, delta) in the low 16 bits, (data_end - data) read afterwards above them."""
+    return [
+        mov64(6, 1), mov64(1, 6), mov64(2, imm=delta), call(helper), alu64(0x50, 0, imm=0xFFFF), mov64(7, 0),
+        ldx(W, 2, 6, 0), ldx(W, 3, 6, 4), alu64(BPF_SUB, 3, 2), alu64(0x60, 3, imm=16), alu64(0x40, 7, 3),
+        ldx(W, 2, 6, 0), ldx(W, 3, 6, 4), mov64(4, 2), alu64(BPF_ADD, 4, imm=1),
+        jmp(0x20, 4, 3, off=1), st(asm.B, 2, 0, 0xAA),                  # mark the first byte at data
+        mov64(0, 7), exit_(),
+    ]
+
+
+@pytest.mark.parametrize("helper, delta", [
+    (H.xdp_adjust_head, -216), (H.xdp_adjust_head, -217), (H.xdp_adjust_head, 50), (H.xdp_adjust_head, 51),
+    (H.xdp_adjust_head, -4), (H.xdp_adjust_tail, 4), (H.xdp_adjust_tail, -50), (H.xdp_adjust_tail, -51),
+    (H.xdp_adjust_tail, 3456), (H.xdp_adjust_tail, 3457),
+])
+def test_xdp_adjust_head_and_tail(bpf_kernel, helper, delta):
+    pkt = bytes(range(1, 65))
+    fd = load(bpf_kernel, ProgType.XDP, _xdp_adjust(helper, delta))
+    r = prog_run(bpf_kernel, fd, pkt, data_out=4096)
+    ok = r.retval & 0xFFFF == 0
+    if helper == H.xdp_adjust_head:
+        assert ok == (-216 <= delta <= 50)
+        start = delta if ok else 0
+        size = 64 - start
+        expect = (bytes(-start) + pkt if start < 0 else pkt[start:]) if ok else pkt
+    else:
+        assert ok == (-50 <= delta <= 3456)
+        size = 64 + delta if ok else 64
+        expect = pkt[:size] + bytes(max(size - 64, 0))
+    assert r.retval >> 16 == size
+    assert (r.err, r.data_size_out) == (0, size)
+    assert r.data[:size] == b"\xaa" + expect[1:]
+
+
+def test_skb_load_bytes(bpf_kernel):
+    prog = [
+        mov64(6, 1),
+        mov64(1, 6), mov64(2, imm=4), mov64(3, 10), alu64(BPF_ADD, 3, imm=-8), mov64(4, imm=4),
+        call(H.skb_load_bytes), mov64(7, 0),
+        mov64(1, 6), mov64(2, imm=62), mov64(3, 10), alu64(BPF_ADD, 3, imm=-16), mov64(4, imm=4),
+        call(H.skb_load_bytes),                                         # past the end: -EFAULT
+        alu64(0x50, 0, imm=0xFF), ldx(W, 1, 10, -8), alu64(0x60, 1, imm=8), alu64(0x40, 0, 1),
+        alu64(0x40, 0, 7), exit_(),
+    ]
+    pkt = bytes(range(64))
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.SCHED_CLS, prog), pkt)
+    assert r.retval == ((int.from_bytes(pkt[4:8], "little") << 8) | ((-errno.EFAULT) & 0xFF)) & 0xFFFFFFFF
+
+
+@pytest.mark.parametrize("prog_type, flags, expect", [
+    (ProgType.XDP, 0, 4), (ProgType.XDP, 1, 0), (ProgType.SCHED_CLS, 0, 7), (ProgType.SCHED_CLS, 2, 2),
+])
+def test_redirect_verdicts(bpf_kernel, prog_type, flags, expect):
+    prog = [mov64(1, imm=1), mov64(2, imm=flags), call(H.redirect), exit_()]
+    assert prog_run(bpf_kernel, load(bpf_kernel, prog_type, prog), PKT).retval == expect

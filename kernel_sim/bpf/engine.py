@@ -102,7 +102,9 @@ class LoadedEngine:
 
     def new_run(self, trace: list | None = None) -> RunContext:
         task = current()
-        return RunContext(self.kernel, cpu=current_cpu(), task=task, prog=self.prog, trace=trace)
+        run = RunContext(self.kernel, cpu=current_cpu(), task=task, prog=self.prog, trace=trace)
+        run.prog_type = self.vmprog.prog_type
+        return run
 
     def run(self, run: RunContext, r1: int, r2: int = 0) -> int:
         """The engine interface, so a LoadedEngine can be tail-called."""

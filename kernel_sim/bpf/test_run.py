@@ -44,6 +44,8 @@ BPF_F_TEST_SKB_CHECKSUM_COMPLETE = 1 << 2
 SKB_MAX_DATA = 3712       # PAGE_SIZE - NET_SKB_PAD - SKB_DATA_ALIGN(sizeof(skb_shared_info)) on x86_64
 XDP_MAX_LINEAR = 3520     # PAGE_SIZE - XDP_PACKET_HEADROOM - shared info
 XDP_MAX_DATA = XDP_MAX_LINEAR + 17 * PAGE_SIZE  # + MAX_SKB_FRAGS pages of frags
+XDP_PACKET_HEADROOM = 256
+XDP_TAILROOM = 320
 RAW_TP_MAX_CTX = 12 * 8   # MAX_BPF_FUNC_ARGS u64s
 U32 = 0xFFFFFFFF
 
@@ -115,14 +117,14 @@ def _ctx_init(a: TestRunAttr, max_size: int) -> bytearray | None:
     return ctx
 
 
-def _repeat(engine, a: TestRunAttr, start_run) -> tuple[int, int]:
+def _repeat(engine, a: TestRunAttr, start_run, run_once=None) -> tuple[int, int]:
     """Run ``repeat`` times; start_run() prepares a RunContext and r1. Returns (retval, duration)."""
     repeat = max(a.repeat, 1)
     retval = 0
     t0 = time.perf_counter_ns()
     for _ in range(repeat):
         run, r1 = start_run()
-        retval = engine.execute(run, r1) & U32
+        retval = (run_once(run, r1) if run_once else engine.execute(run, r1)) & U32
     duration = (time.perf_counter_ns() - t0) // repeat
     return retval, min(duration, U32)
 
@@ -238,26 +240,49 @@ def _run_xdp(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
         if rxq:
             raise oserror(errno.EINVAL)  # lo has one rx queue
         meta, end = data, data_end
+    # The frame: XDP_PACKET_HEADROOM, the data (metadata first), the tailroom; a packet longer
+    # than one page's worth keeps its tail contiguous here but invisible (Linux's frags).
+    frags = len(packet) - meta > XDP_MAX_LINEAR
     end = min(end, XDP_MAX_LINEAR + meta)
+    meta0 = XDP_PACKET_HEADROOM - meta
+    frame_size = max(PAGE_SIZE, meta0 + len(packet) + XDP_TAILROOM)
+    hidden_tail = len(packet) - end   # bytes after the program's data_end that still go out
     engine = prog.engine
     ctx = bytearray(XDP_LAYOUT.buffer_size)
     struct.pack_into("<I", ctx, 12, 1)  # ingress_ifindex: the test run's packets arrive on lo
+    frame = bytearray(frame_size)
+    frame[meta0:meta0 + len(packet)] = packet
+    state = {}
 
     def start_run():
         run = engine.new_run()
-        work = bytearray(packet) if live else packet
+        run.xdp_frags = frags
+        work = bytearray(frame) if live else frame
         base = run.map_region(work)
         r1 = run.map_region(ctx)
-        struct.pack_into("<III", ctx, 0, meta, end, 0)
-        struct.pack_into("<QQQ", ctx, XDP_MD_SIZE, base + meta, base + end, base)
+        if not state:  # the first run sets the pointers; later repeats keep what the program did
+            state["ptrs"] = (meta0 + meta, meta0 + end, meta0)
+        data, data_end, data_meta = state["ptrs"]
+        struct.pack_into("<III", ctx, 0, data - data_meta, data_end - data_meta, 0)
+        struct.pack_into("<QQQ", ctx, XDP_MD_SIZE, base + data, base + data_end, base + data_meta)
+        state["base"] = base
         return run, r1
 
-    retval, duration = _repeat(engine, a, start_run)
+    def run_once(run, r1):
+        retval = engine.execute(run, r1)
+        base = state["base"]
+        data, data_end, data_meta = struct.unpack_from("<QQQ", ctx, XDP_MD_SIZE)
+        state["ptrs"] = (data - base, data_end - base, data_meta - base)
+        return retval
+
+    retval, duration = _repeat(engine, a, start_run, run_once)
     if live:
         return 0
-    _finish(a, attr, bytes(packet), len(packet), retval, duration)
+    data, data_end, data_meta = state["ptrs"]
+    out = bytes(frame[data_meta:data_end + hidden_tail])
+    _finish(a, attr, out, len(out), retval, duration)
     if ctx_user is not None:
-        struct.pack_into("<II", ctx_user, 0, meta, end)
+        struct.pack_into("<II", ctx_user, 0, data - data_meta, data_end - data_meta)
     return _ctx_finish(a, attr, bytes(ctx_user) if ctx_user is not None else None)
 
 

@@ -18,6 +18,8 @@ import struct
 
 from ..uapi.bpf_enums import HelperId
 from ..usermem import TASK_SIZE, copy_from_user, strncpy_from_user
+from .ctxaccess import SKB_DATA_SHADOW, XDP_MD_SIZE
+from .memory import KEY_SHIFT
 from .program import func_pc
 from .runctx import MAX_TAIL_CALL_CNT, TailCall
 
@@ -239,7 +241,7 @@ def tail_call(run, ctx, map_addr, index, r4, r5) -> int:
     if target is None:
         return neg(errno.ENOENT)
     run.tail_call_cnt += 1
-    raise TailCall(target.engine, target)
+    raise TailCall(target.engine, target, ctx)
 
 
 def loop(run, nr_loops, callback, callback_ctx, flags, r5) -> int:
@@ -310,6 +312,89 @@ def _ringbuf_commit(discard: bool):
 def ringbuf_query(run, map_addr, flags, r3, r4, r5) -> int:
     m = _map(run, map_addr)
     return m.ringbuf_query(flags) & U64 if m is not None and hasattr(m, "ringbuf_query") else 0
+
+
+# -- packets ---------------------------------------------------------------------------------------------------
+XDP_FRAME_HEAD = 40            # sizeof(struct xdp_frame) at the start of the headroom
+XDP_TAILROOM = 320             # SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
+ETH_HLEN = 14
+_Q3 = struct.Struct("<QQQ")
+
+
+def _s32(v: int) -> int:
+    v &= U32
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def xdp_adjust_head(run, ctx, delta, r3, r4, r5) -> int:
+    """Move xdp->data (and the metadata with it) by delta, keeping 14 bytes and the frame head."""
+    shadow = read_kernel(run, ctx + XDP_MD_SIZE, 24)
+    if shadow is None:
+        return neg(errno.EINVAL)
+    data, data_end, meta = _Q3.unpack(shadow)
+    hard_start = data >> KEY_SHIFT << KEY_SHIFT
+    metalen = data - meta
+    new_data = data + _s32(delta)
+    if new_data < hard_start + XDP_FRAME_HEAD + metalen or new_data > data_end - ETH_HLEN:
+        return neg(errno.EINVAL)
+    if metalen:
+        run.vm.write(meta + _s32(delta), read_kernel(run, meta, metalen))
+    run.vm.write(ctx + XDP_MD_SIZE, _Q3.pack(new_data, data_end, meta + _s32(delta)))
+    return 0
+
+
+def xdp_adjust_tail(run, ctx, delta, r3, r4, r5) -> int:
+    """Move xdp->data_end by delta within the frame (new bytes zeroed), keeping 14 bytes."""
+    shadow = read_kernel(run, ctx + XDP_MD_SIZE, 24)
+    if shadow is None:
+        return neg(errno.EINVAL)
+    data, data_end, meta = _Q3.unpack(shadow)
+    buf, _ = run.vm.region(data)
+    if buf is None or getattr(run, "xdp_frags", False):
+        return neg(errno.EINVAL)  # multi-buffer packets: not modelled
+    hard_end = (data >> KEY_SHIFT << KEY_SHIFT) + len(memoryview(buf).cast("B")) - XDP_TAILROOM
+    new_end = data_end + _s32(delta)
+    if new_end > hard_end or new_end < data + ETH_HLEN:
+        return neg(errno.EINVAL)
+    if new_end > data_end:
+        run.vm.write(data_end, bytes(new_end - data_end))
+    run.vm.write(ctx + XDP_MD_SIZE, _Q3.pack(data, new_end, meta))
+    return 0
+
+
+def skb_load_bytes(run, ctx, offset, to, size, r5) -> int:
+    """Copy size bytes at skb->data + offset; -EFAULT (and a zeroed buffer) outside the packet."""
+    shadow = read_kernel(run, ctx + SKB_DATA_SHADOW, 16)
+    if shadow is not None and offset <= 0xFFFF:
+        data, data_end = struct.unpack("<QQ", shadow)
+        if data + offset + size <= data_end:
+            got = read_kernel(run, data + offset, size)
+            if got is not None and _write(run, to, got):
+                return 0
+    _write(run, to, bytes(size))
+    return neg(errno.EFAULT)
+
+
+XDP_ABORTED, XDP_REDIRECT = 0, 4
+TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7
+BPF_F_INGRESS = 1
+
+
+def redirect(run, ifindex, flags, r3, r4, r5) -> int:
+    """XDP: XDP_REDIRECT (flags must be 0); tc: TC_ACT_REDIRECT (only BPF_F_INGRESS). Nothing is sent."""
+    from ..uapi.bpf_enums import ProgType
+
+    if run.prog_type == ProgType.XDP:
+        return XDP_ABORTED if flags else XDP_REDIRECT
+    return TC_ACT_SHOT if flags & ~BPF_F_INGRESS else TC_ACT_REDIRECT
+
+
+def get_numa_node_id(run, r1, r2, r3, r4, r5) -> int:
+    return 0
+
+
+def get_current_cgroup_id(run, r1, r2, r3, r4, r5) -> int:
+    return 1  # the root cgroup: the simulated kernel has no cgroup hierarchy
 
 
 # -- printf family (Linux's bpf_bprintf_prepare rules) ------------------------------------------------------------
@@ -452,6 +537,13 @@ HELPERS: dict[int, object] = {
     H.probe_read_kernel_str: _probe_read_str(_kernel_str_reader),
     H.ktime_get_ns: ktime_get_ns,
     H.ktime_get_boot_ns: ktime_get_ns,
+    H.ktime_get_coarse_ns: ktime_get_ns,
+    H.get_numa_node_id: get_numa_node_id,
+    H.get_current_cgroup_id: get_current_cgroup_id,
+    H.xdp_adjust_head: xdp_adjust_head,
+    H.xdp_adjust_tail: xdp_adjust_tail,
+    H.skb_load_bytes: skb_load_bytes,
+    H.redirect: redirect,
     H.trace_printk: trace_printk,
     H.trace_vprintk: trace_vprintk,
     H.get_prandom_u32: get_prandom_u32,

@@ -24,10 +24,11 @@ DEFAULT_MAX_INSNS = 50_000_000  # a run-time backstop for unverified code (vm ex
 class TailCall(Exception):  # noqa: N818  (control flow, not an error)
     """Raised by bpf_tail_call on success: the current program ends, ``engine`` starts."""
 
-    def __init__(self, engine, prog=None) -> None:
+    def __init__(self, engine, prog=None, ctx: int | None = None) -> None:
         super().__init__("tail call")
         self.engine = engine
         self.prog = prog
+        self.ctx = ctx  # r1 for the next program (bpf_tail_call's ctx argument)
 
 
 class ProgramExit(Exception):  # noqa: N818  (control flow, not an error)
@@ -48,6 +49,7 @@ class RunContext:
         self.cpu = cpu
         self.task = task
         self.prog = prog            # the BpfProg running (None for raw VM runs)
+        self.prog_type = 0          # its type (helpers whose meaning depends on it: bpf_redirect)
         self.trace = trace          # list -> (helper_id, (r1..r5), ret) per helper call
         self.printk = printk        # callable(str) or None -> kernel.tracing.printk
         self.max_insns = max_insns
@@ -124,7 +126,7 @@ def execute(engine, run: RunContext, r1: int, r2: int = 0) -> int:
                 engine = tc.engine
                 if tc.prog is not None:
                     run.prog = tc.prog
-                r1, r2 = run.ctx, 0
+                r1, r2 = (run.ctx if tc.ctx is None else tc.ctx), 0
             except ProgramExit as ex:
                 return ex.r0
     finally:
