@@ -9,9 +9,11 @@ exit and when their program (or the Ebpf object) is closed.
 
 from __future__ import annotations
 
+import ctypes
 import socket
 from collections.abc import Callable
 
+from kernel_sim.uapi.bpf import BpfCmd, ObjPinAttr, make_attr
 from kernel_sim.uapi.epoll import O_APPEND, O_WRONLY
 from kernel_sim.uapi.perf import PERF_EVENT_IOC_DISABLE
 
@@ -51,6 +53,19 @@ class Link:
     def fd(self) -> int:
         return -1
 
+    @property
+    def bpf_link_fd(self) -> int | None:
+        """The BPF link fd, for links that are kernel BPF links (pinnable); None otherwise."""
+        return None
+
+    def pin(self, path: str) -> None:
+        """BPF_OBJ_PIN the link in bpffs: it then outlives this process's fds until unlinked."""
+        fd = self.bpf_link_fd
+        if fd is None or self.detached:
+            raise ValueError(f"{type(self).__name__} is not a BPF link that can be pinned")
+        pbuf = ctypes.create_string_buffer(path.encode())
+        self.sys.bpf(BpfCmd.OBJ_PIN, make_attr(ObjPinAttr, pathname=ctypes.addressof(pbuf), bpf_fd=fd))
+
 
 class FdLink(Link):
     """A BPF link fd (BPF_LINK_CREATE, BPF_RAW_TRACEPOINT_OPEN): closing it detaches."""
@@ -64,6 +79,10 @@ class FdLink(Link):
     @property
     def fd(self) -> int:
         return self.link_fd
+
+    @property
+    def bpf_link_fd(self) -> int | None:
+        return self.link_fd if self.link_fd >= 0 else None
 
     def _release(self) -> None:
         self.sys.close(self.link_fd)
@@ -104,6 +123,10 @@ class PerfLink(Link):
     @property
     def fd(self) -> int:
         return self.link_fd if self.link_fd is not None else self.perf_fd
+
+    @property
+    def bpf_link_fd(self) -> int | None:
+        return self.link_fd
 
     @property
     def attach_mode(self) -> str:

@@ -246,3 +246,31 @@ def test_without_perf_links_ioctl_attach_is_used(any_kernel):
         assert first.attach_mode == second.attach_mode == "ioctl"
         assert k.link_creates == 1  # probed once, remembered for this kernel
         second.detach()
+
+
+def test_pinned_link_outlives_its_fds(any_kernel, request):
+    from loader.maps import Array
+
+    if any_kernel.kind == "sim":
+        request.node.add_marker(pytest.mark.xfail(strict=False, reason=(
+            "kernel_sim: a pinned perf link does not hold its perf event; closing the perf fd detaches "
+            "(Linux's bpf_perf_link keeps a reference to the perf file)")))
+
+    aya = REPO / "tests" / "objects" / "aya_sections.bpf.o"
+    path = f"/sys/fs/bpf/bpfload_link_{os.getpid()}"
+    with Ebpf.load_file(aya, kernel=any_kernel) as ebpf:
+        hits = Array(ebpf.map("hits"))
+        prog = ebpf.program("any_tp")
+        prog.load()
+        link = prog.attach("syscalls", "sys_enter_openat")
+        link.pin(path)
+        link.detach()  # our fds are gone; the pinned link keeps the program attached
+        with pytest.raises(ValueError):
+            link.pin(path + "_again")
+        before = hits[5]
+        any_kernel.close(any_kernel.openat("/sys/devices/system/cpu/online", 0))
+        assert hits[5] > before
+        any_kernel.unlink(path)
+        stopped = hits[5]
+        any_kernel.close(any_kernel.openat("/sys/devices/system/cpu/online", 0))
+        assert hits[5] == stopped
