@@ -35,7 +35,7 @@ from kernel_sim.uapi.bpf import (
 )
 from kernel_sim.uapi.bpf_enums import MapType
 from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_VALUE
-from loader.obj import BpfObject, MapDef, load_object
+from loader.obj import BpfObject, MapDef, MapKind, load_object
 from tests.conftest import linux_bpf_denied
 
 REPO = Path(__file__).resolve().parent.parent
@@ -182,7 +182,7 @@ def test_object_loads(bpf_kernel, path: Path):
 
 def libbpf_loadable(path: Path) -> bool:
     obj = load_object(path)
-    return not any(m.name == "maps" or m.section == "maps" for m in obj.maps.values())
+    return not any(m.kind is MapKind.LEGACY for m in obj.maps.values())
 
 
 def map_shapes(map_ids: list[int]) -> list[tuple]:

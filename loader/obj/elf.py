@@ -395,7 +395,7 @@ class _Parser:
     def _read_maps(self) -> None:
         for sec in self.sections:
             self.where = sec.name
-            if sec.name == "maps":
+            if _is_legacy_maps(sec.name):
                 self._legacy_maps(sec)
             elif sec.name == ".maps":
                 self._btf_maps(sec)
@@ -717,7 +717,7 @@ class _Parser:
         return tsec, toff
 
     def _map_reloc(self, r: _Rel, sym_sec: _Section, gi: int, imm: int, f: _Func, at: int) -> MapReloc:
-        if sym_sec.name in ("maps", ".maps"):
+        if sym_sec.name == ".maps" or _is_legacy_maps(sym_sec.name):
             m = next((m for m in self.obj.maps.values()
                       if m.section_index == sym_sec.index and m.symbol_offset == r.sym.value + imm), None)
             if m is None:
@@ -756,6 +756,11 @@ class _Parser:
                     prog.core_relocs.append(CoreReloc(rebase(rec.insn_off), rec.fields[0], access, rec.fields[2]))
         prog.func_info.sort(key=lambda x: x.insn_off)
         prog.line_info.sort(key=lambda x: x.insn_off)
+
+
+def _is_legacy_maps(name: str) -> bool:
+    """"maps", or "maps/NAME" (one section per map, as older Aya and libbpf objects have them)."""
+    return name == "maps" or name.startswith("maps/")
 
 
 def _is_data_section(sec: _Section) -> bool:
