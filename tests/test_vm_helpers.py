@@ -378,3 +378,22 @@ def test_skb_load_bytes(bpf_kernel):
 def test_redirect_verdicts(bpf_kernel, prog_type, flags, expect):
     prog = [mov64(1, imm=1), mov64(2, imm=flags), call(H.redirect), exit_()]
     assert prog_run(bpf_kernel, load(bpf_kernel, prog_type, prog), PKT).retval == expect
+
+
+def test_tail_call_from_a_subprogram_returns_to_its_caller(bpf_kernel):
+    """Linux (x86-64): the target replaces the subprogram only; main adds 100 to its r0.
+
+    The sim side runs on the interpreter (the reference); the JIT follows it separately.
+    """
+    sys = bpf_kernel
+    if sys.kind == "sim":
+        from loader.backends import open_kernel
+
+        sys = open_kernel("sim", engine="interp")
+    progs = map_create(sys, MapType.PROG_ARRAY, 4, 4, 1)
+    target = load(sys, ProgType.SOCKET_FILTER, [mov64(0, imm=7), exit_()])
+    map_update(sys, progs, struct.pack("<I", 0), struct.pack("<I", target))
+    main = [asm.call_local(2), alu64(BPF_ADD, 0, imm=100), exit_(),
+            map_fd(2, progs), mov64(3, imm=0), call(H.tail_call), mov64(0, imm=1), exit_()]
+    fd = load(sys, ProgType.SOCKET_FILTER, main, funcs=[0, 3])
+    assert prog_run(sys, fd, PKT).retval == 107

@@ -42,7 +42,7 @@ from .alu import U32, U64, alu32, alu64, endian, jmp_cond, s32
 from .ctxaccess import SKB_DATA_SHADOW, SKB_NET_HDR
 from .memory import VmFault
 from .program import VmProgram
-from .runctx import ProgramExit
+from .runctx import ProgramExit, TailCall
 
 BPF_LOAD_ACQ = 0x100
 BPF_STORE_REL = 0x110
@@ -182,7 +182,18 @@ class Interpreter:
                     run.insns += count
                     budget -= count
                     count = 0
-                    regs[0] = run.call_helper(fn, fn_id, regs[1], regs[2], regs[3], regs[4], regs[5])
+                    try:
+                        regs[0] = run.call_helper(fn, fn_id, regs[1], regs[2], regs[3], regs[4], regs[5])
+                    except TailCall as tc:
+                        if not frames:
+                            raise
+                        # a subprogram's tail call: the target replaces that subprogram only, and
+                        # its r0 returns to the subprogram's caller (Linux, x86-64 JIT)
+                        regs[0] = self._chase_tail_calls(run, tc)
+                        pc, saved = frames.pop()
+                        regs[6], regs[7], regs[8], regs[9], regs[10] = saved
+                        run.depth -= 1
+                        continue
                     pc += 1
                 elif op == BPF_EXIT and cls == BPF_JMP:
                     if not frames:
@@ -233,6 +244,15 @@ class Interpreter:
                 pc += 1
             else:
                 raise VmFault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")
+
+    @staticmethod
+    def _chase_tail_calls(run, tc: TailCall) -> int:
+        """Run a tail call's target (and the targets it tail-calls) in the current frame."""
+        while True:
+            try:
+                return tc.engine.run(run, run.ctx if tc.ctx is None else tc.ctx, 0) & U64
+            except TailCall as nxt:
+                tc = nxt
 
     @staticmethod
     def _check_budget(run, count: int, budget: int, pc: int) -> None:

@@ -60,6 +60,7 @@ class RunContext:
         self.depth = 0              # current call frame (0 = main); r10 = stack_base + (depth+1)*512
         self.engine = None          # the engine currently running (for callbacks)
         self.func_ip = 0
+        self.xdp_frags = False      # an XDP packet with more than the linear part (tail helpers refuse)
         self.ringbuf_records: dict[int, object] = {}   # reserved, not yet submitted: addr -> map
         self._keys: list[int] = []
 
