@@ -397,3 +397,27 @@ def test_tail_call_from_a_subprogram_returns_to_its_caller(bpf_kernel):
             map_fd(2, progs), mov64(3, imm=0), call(H.tail_call), mov64(0, imm=1), exit_()]
     fd = load(sys, ProgType.SOCKET_FILTER, main, funcs=[0, 3])
     assert prog_run(sys, fd, PKT).retval == 107
+
+
+@pytest.mark.parametrize("kind", engine_kinds())
+@pytest.mark.parametrize("ctx_len, expect", [(0, b"DCBA"), (6, b"DCBApacket"[:4] + b"packet"), (7, None)])
+def test_perf_event_output_appends_packet_bytes(kind, ctx_len, expect):
+    """XDP's BPF_F_CTXLEN_MASK: the first (flags >> 32) packet bytes follow the sample."""
+    from kernel_sim.vm.ctxaccess import XDP_LAYOUT, XDP_MD_SIZE
+    from kernel_sim.vm.helpers import helper_table
+
+    vm = AddressSpace()
+    packet = vm.map_region(bytearray(b"packet"))
+    ctx = bytearray(XDP_LAYOUT.buffer_size)
+    struct.pack_into("<QQQ", ctx, XDP_MD_SIZE, packet, packet + 6, packet)
+    fake = FakePerfArray()
+    prog = [
+        st(DW, 10, -8, 0x41424344), mov64(6, 1),
+        mov64(1, 6), asm.lddw(2, vm.handle_of(fake)), asm.lddw(3, (ctx_len << 32) | 0xFFFFFFFF),
+        mov64(4, 10), alu64(BPF_ADD, 4, imm=-8), mov64(5, imm=4), call(H.perf_event_output), exit_(),
+    ]
+    r0, _ = run_raw(asm.flatten(*prog), bytes(ctx), kind, helper_table(), vm=vm, prog_type=ProgType.XDP)
+    if expect is None:
+        assert r0 == (-errno.EFAULT) & U64 and fake.out == []
+    else:
+        assert r0 == 0 and fake.out == [(0, 0xFFFFFFFF, expect)]

@@ -66,7 +66,7 @@ CONFORMANCE_HELPERS = {5: _unwind}
 
 def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", helpers: dict | None = None,
             trace: list | None = None, max_insns: int | None = None, vm: AddressSpace | None = None,
-            kernel=None) -> tuple[int, bytes]:
+            kernel=None, prog_type: int = 0) -> tuple[int, bytes]:
     """Run bare instructions as the conformance runner does: r1 = mem (or 0), r2 = len(mem).
 
     Returns (r0, memory after the run). Raises VmFault on a bad access.
@@ -79,6 +79,7 @@ def run_raw(insns: bytes | list[Insn], mem: bytes = b"", kind: str = "interp", h
     run = RunContext(kernel, vm=vm, trace=trace, printk=None if kernel is not None else lambda text: None)
     if max_insns is not None:
         run.max_insns = max_insns
+    run.prog_type = prog_type
     buf = bytearray(mem)
     r1 = run.map_region(buf) if mem else 0
     r0 = execute(engine, run, r1, len(mem))

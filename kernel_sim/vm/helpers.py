@@ -259,7 +259,25 @@ def loop(run, nr_loops, callback, callback_ctx, flags, r5) -> int:
 
 
 # -- output ----------------------------------------------------------------------------------------------------
+BPF_F_CTXLEN_MASK = 0xFFFFF << 32
+BPF_F_INDEX_MASK = 0xFFFFFFFF
+
+
+def _packet_prefix(run, ctx: int, n: int) -> bytes | None:
+    """The first n bytes of an skb / XDP program's packet (from data), or None past its end."""
+    from ..uapi.bpf_enums import ProgType
+
+    shadow_off = XDP_MD_SIZE if run.prog_type == ProgType.XDP else SKB_DATA_SHADOW
+    shadow = read_kernel(run, ctx + shadow_off, 16)
+    if shadow is None:
+        return None
+    data, data_end = struct.unpack("<QQ", shadow)
+    return read_kernel(run, data, n) if data + n <= data_end else None
+
+
 def perf_event_output(run, ctx, map_addr, flags, data_addr, size) -> int:
+    """The sample is ``size`` bytes at data_addr; skb / XDP programs may append the first
+    (flags >> 32) packet bytes (BPF_F_CTXLEN_MASK), -EFAULT when the packet is shorter."""
     m = _map(run, map_addr)
     out = getattr(m, "perf_event_output", None)
     if out is None:
@@ -267,6 +285,19 @@ def perf_event_output(run, ctx, map_addr, flags, data_addr, size) -> int:
     data = read_kernel(run, data_addr, size)
     if data is None:
         return neg(errno.EFAULT)
+    ctx_len = (flags & BPF_F_CTXLEN_MASK) >> 32
+    if flags & BPF_F_CTXLEN_MASK:
+        from .ctxaccess import layout_for
+
+        if layout_for(run.prog_type) is None:
+            return neg(errno.EINVAL)  # tracing programs have no packet to append
+        if flags & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK):
+            return neg(errno.EINVAL)
+        packet = _packet_prefix(run, ctx, ctx_len)
+        if packet is None:
+            return neg(errno.EFAULT)
+        data += packet
+        flags &= BPF_F_INDEX_MASK
     return _ret(out(run.cpu, flags, data))
 
 
