@@ -43,7 +43,7 @@ from kernel_sim.vm.interpreter import Interpreter
 from kernel_sim.vm.jit import JitEngine
 from kernel_sim.vm.memory import STACK_SIZE, AddressSpace, VmFault
 from kernel_sim.vm.program import VmProgram
-from kernel_sim.vm.runctx import RunContext
+from kernel_sim.vm.runctx import ProgramExit, RunContext
 
 U64 = 0xFFFFFFFFFFFFFFFF
 ALU_OPS = [0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0]
@@ -205,6 +205,8 @@ def execute_both_ways(insns: list[Insn], engine_cls) -> tuple:
         result = ("r0", engine.run(run, run.stack_base + 64, 77))
     except VmFault as fault:
         result = ("fault", fault.pc)
+    except ProgramExit as stop:
+        result = ("r0", stop.r0)
     return result, bytes(stack), trace
 
 

@@ -25,14 +25,14 @@ import re
 import struct
 
 from ..uapi.insn import BPF_ATOMIC, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, Insn
-from .alu import alu32, alu64, endian
-from .interpreter import ATOMIC_LOCK
+from .alu import alu32, alu64, endian, s32
+from .interpreter import ATOMIC_LOCK, ld_packet
 from .jit_cfg import FuncGraph, build_graph, function_ranges, insn_width
-from .jit_emit import ALL64, SIZES, Translator
+from .jit_emit import ALL64, SIZES, Translator, writes_r10
 from .jit_struct import StructuredEmitter, dispatch_function
 from .memory import MAX_CALL_FRAMES, VmFault
 from .program import VmProgram
-from .runctx import DEFAULT_MAX_INSNS
+from .runctx import DEFAULT_MAX_INSNS, ProgramExit
 
 M64 = 0xFFFFFFFFFFFFFFFF
 MEM_ERRORS = (KeyError, struct.error, IndexError, TypeError, ValueError, OverflowError)
@@ -42,7 +42,8 @@ _unit_ids = itertools.count(1)
 
 
 def _base_names() -> dict:
-    names = {"_VmFault": VmFault, "_LOCK": ATOMIC_LOCK, "_alu64": alu64, "_alu32": alu32, "_endian": endian}
+    names = {"_VmFault": VmFault, "_LOCK": ATOMIC_LOCK, "_alu64": alu64, "_alu32": alu32, "_s32": s32, "_endian": endian,
+             "_ld_packet": ld_packet, "_ProgramExit": ProgramExit}
     for sfx, u, s in (("8", "B", "b"), ("16", "H", "h"), ("32", "I", "i"), ("64", "Q", "q")):
         names["_U" + sfx] = struct.Struct("<" + u).unpack_from
         names["_S" + sfx] = struct.Struct("<" + s).unpack_from
@@ -91,8 +92,14 @@ def fold_assignments(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return out
 
 
+def _bad_jump(pc: int) -> bool:
+    raise VmFault(pc, 0, 0, "jump with an invalid register or condition")
+
+
 class JitEngine:
     """Runs a VmProgram as compiled Python (engine interface of runctx.py)."""
+
+    SUPPORTS_LD_ABS = True   # LD_ABS / LD_IND go through the interpreter's ld_packet
 
     def __init__(self, program: VmProgram, *, count: bool = False, loop_guard: bool = True,
                  max_loop_iterations: int = DEFAULT_MAX_INSNS) -> None:
@@ -103,6 +110,7 @@ class JitEngine:
         self.ranges = function_ranges(program.subprogs, len(self.insns))
         self.ns: dict = _base_names()
         self.ns["_HT"] = program.helpers
+        self.ns["_bad_jump"] = _bad_jump
         self.ns["_repeat"] = itertools.repeat
         self.max_loop_iterations = max_loop_iterations
         self.ns["__builtins__"] = __builtins__
@@ -191,7 +199,8 @@ class JitEngine:
         end = self._range_of(entry)
         g = build_graph(self.insns, entry, end)
         self.graphs[entry] = g
-        tr = Translator(self.insns, self.program.imm64, self.program.helpers, depth, self.ns)
+        stack_fast = not any(writes_r10(self.insns[pc]) for pc in range(entry, end))
+        tr = Translator(self.insns, self.program.imm64, self.program.helpers, depth, self.ns, stack_fast)
         init = ALL64
         if entry == 0 and depth == 0:
             init = (0, 64, 64, 0, 0, 0, 0, 0, 0, 0, 64)

@@ -42,7 +42,7 @@ def is_jump(ins: Insn) -> bool:
 
 def jump_target(pc: int, ins: Insn) -> int:
     """Where a jump goes when taken (JMP32|JA is gotol: the offset is in imm)."""
-    if ins.code == BPF_JMP32 | BPF_JA:
+    if (ins.code & 7) == BPF_JMP32 and (ins.code & 0xF0) == BPF_JA:
         return pc + ins.imm + 1
     return pc + ins.off + 1
 

@@ -25,6 +25,7 @@ from ..uapi.insn import (
     BPF_CMPXCHG,
     BPF_DIV,
     BPF_END,
+    BPF_EXIT,
     BPF_FETCH,
     BPF_JEQ,
     BPF_JGE,
@@ -88,7 +89,7 @@ class Translator:
     """
 
     def __init__(self, insns: list[Insn], imm64: dict[int, int], helpers: dict, depth: int,
-                 names: dict) -> None:
+                 names: dict, stack_fast: bool = True) -> None:
         self.insns = insns
         self.imm64 = imm64
         self.helpers = helpers
@@ -96,6 +97,7 @@ class Translator:
         self.fp = (depth + 1) * MAX_BPF_STACK      # r10's offset in the stack buffer
         self.names = names                          # constants the generated code needs
         self.calls: list[int] = []                  # bpf-to-bpf call targets seen
+        self.stack_fast = stack_fast                # False when the function writes r10
 
     # -- helpers for the generated text -------------------------------------------------------
     def const(self, name: str, value) -> str:
@@ -104,7 +106,7 @@ class Translator:
 
     def _stack_off(self, reg: int, off: int, size: int) -> int | None:
         """The constant offset in S of an r10-relative access inside this frame, or None."""
-        if reg == 10 and -MAX_BPF_STACK <= off and off + size <= 0:
+        if reg == 10 and self.stack_fast and -MAX_BPF_STACK <= off and off + size <= 0:
             return self.fp + off
         return None
 
@@ -119,6 +121,8 @@ class Translator:
         ins = self.insns[pc]
         code, dst, src, off, imm = ins
         cls = code & 7
+        if bad_register(ins):
+            return [self._fault(pc, 0, 0, "invalid register")]
         if code == LD_IMM64:
             value = self.imm64.get(pc)
             if value is None:
@@ -149,6 +153,13 @@ class Translator:
             return [self._fault(pc, 0, 0, f"opcode 0x{code:02x}")]
         if cls == BPF_JMP and (code & 0xF0) == BPF_CALL:
             return self._call(pc, ins, w)
+        if cls == 0x00 and (code & 0xE0) in (0x20, 0x40):
+            # LD_ABS / LD_IND: the interpreter's skb load; out of range ends the program with 0
+            where = f"{imm}" if (code & 0xE0) == 0x20 else f"_s32(r{src} + {imm})"
+            w[0] = 8 * SIZES[code & 0x18] if (code & 0x18) != 0x18 else 64
+            return [f"_v = _ld_packet(R, r6, {where}, {code & 0x18})",
+                    "if _v is None: raise _ProgramExit(0)",
+                    "r0 = _v"]
         return [self._fault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")]
 
     def _fault(self, pc: int, addr: int, size: int, what: str) -> str:
@@ -440,7 +451,7 @@ class Translator:
         return [self._fault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")]
 
     def _endian(self, d: str, bits: int, to_be: bool, is64: bool, w: list[int], dst: int) -> str:
-        if bits not in (16, 32, 64):
+        if bits not in (16, 32, 64):   # refused by the verifier; unverified, do what alu.py does
             w[dst] = 64
             return f"{d} = _endian({d}, {bits}, {to_be}, {is64})"
         mask = (1 << bits) - 1
@@ -460,6 +471,8 @@ class Translator:
         code, dst, src, off, imm = self.insns[pc]
         is32 = (code & 7) == BPF_JMP32
         op = code & 0xF0
+        if bad_register(self.insns[pc]):
+            return f"_bad_jump({pc})"
         wd = w[dst]
         if code & BPF_X:
             b, wb, bconst = f"r{src}", w[src], None
@@ -478,7 +491,7 @@ class Translator:
         if op == BPF_JSET:
             return f"{a} & {b}"
         if op not in _CMP:
-            raise ValueError(f"bad jump op 0x{op:02x}")
+            return f"_bad_jump({pc})"
         cmp = _CMP[op]
         if op in _SIGNED:
             sbit = 1 << (bits - 1)
@@ -497,7 +510,7 @@ class Translator:
         code, dst, src, off, imm = self.insns[pc]
         op = code & 0xF0
         is32 = (code & 7) == BPF_JMP32
-        if is32:
+        if is32 or bad_register(self.insns[pc]):
             return w
         if code & BPF_X:
             wb, breg = w[src], src
@@ -533,3 +546,30 @@ def _sext(v: int, bits: int) -> int:
     if v >> (bits - 1):
         v -= 1 << bits
     return v & M64
+
+
+def bad_register(ins: Insn) -> bool:
+    """Whether ``ins`` names a register beyond r10 in a field it uses (the verifier refuses it;
+    unverified, the JIT faults instead of failing to compile)."""
+    code, dst, src = ins.code, ins.dst, ins.src
+    cls = code & 7
+    if cls in (BPF_JMP, BPF_JMP32):
+        op = code & 0xF0
+        if op == BPF_EXIT or op == 0x00 or op == BPF_CALL and not code & BPF_X:
+            return False
+        return dst > 10 or bool(code & BPF_X) and op != BPF_CALL and src > 10
+    if cls in (BPF_ALU, BPF_ALU64):
+        return dst > 10 or bool(code & BPF_X) and (code & 0xF0) != BPF_END and src > 10
+    if cls in (BPF_LDX, BPF_STX):
+        return dst > 10 or src > 10
+    return dst > 10
+
+
+def writes_r10(ins: Insn) -> bool:
+    """Whether ``ins`` may change r10 (the verifier forbids it; the JIT then keeps r10 dynamic)."""
+    cls = ins.code & 7
+    if cls in (BPF_ALU, BPF_ALU64, BPF_LDX) or ins.code == LD_IMM64:
+        return ins.dst == 10
+    if cls == BPF_STX and (ins.code & 0xE0) == BPF_ATOMIC:
+        return ins.src == 10 and bool(ins.imm & BPF_FETCH) or ins.imm == BPF_LOAD_ACQ and ins.dst == 10
+    return False
