@@ -25,7 +25,7 @@ from typing import NoReturn
 from kernel_sim.uapi.bpf_enums import MapType
 from kernel_sim.uapi.insn import BPF_PSEUDO_CALL, BPF_PSEUDO_FUNC, LD_IMM64
 
-from .btf import Btf, BtfError, BtfExt, parse_btf, parse_btf_ext
+from .btf import BtfError, parse_btf, parse_btf_ext
 from .model import (
     BpfObject,
     CoreReloc,
@@ -785,4 +785,4 @@ def _num(value, table: dict[str, int]) -> int:
     return table.get(value, -1)
 
 
-__all__ = ["load_object", "parse_object", "Btf", "BtfExt"]
+__all__ = ["CodeSection", "code_sections", "load_object", "parse_object"]
