@@ -161,6 +161,10 @@ def _const_string_map(sys, text: bytes) -> int:
     (b"%d|%u|%x|%lld|%llx", [-5 & U64, -5 & U64, 0xABCDEF12345, -7 & U64, 0xABCDEF12345]),
     (b"[%5d][%-4x][%05u][%c]%%", [42, 0xA, 7, 0x41]),
     (b"%s!", None),                                  # a string from the stack
+    (b"%pI4 %pi4", "ip4"),
+    (b"%pI6", "ip6"),
+    (b"%pi6", "ip6"),
+    (b"%px|%-18px|%ps|%c|%3c", [0xDEADBEEF, 0xDEADBEEF, 0xDEADBEEF, 0xEF, 0x41]),
 ])
 def test_snprintf_formats_as_linux(bpf_kernel, fmt, args):
     fmt_map = _const_string_map(bpf_kernel, fmt)
@@ -169,6 +173,13 @@ def test_snprintf_formats_as_linux(bpf_kernel, fmt, args):
         setup = [st(W, 10, -40, int.from_bytes(b"hey\0", "little")), mov64(1, 10), alu64(BPF_ADD, 1, imm=-40),
                  stx(DW, 10, 1, -96)]
         nargs = 1
+    elif isinstance(args, str):   # both args point to an address on the stack
+        addr = bytes([10, 2, 3, 4]) if args == "ip4" else bytes.fromhex("20010db8000000000000000000000001")
+        addr = addr.ljust(16, b"\0")
+        setup = [asm.lddw(1, int.from_bytes(addr[:8], "little")), stx(DW, 10, 1, -48),
+                 asm.lddw(1, int.from_bytes(addr[8:], "little")), stx(DW, 10, 1, -40),
+                 mov64(1, 10), alu64(BPF_ADD, 1, imm=-48), stx(DW, 10, 1, -96), stx(DW, 10, 1, -88)]
+        nargs = 2
     else:
         setup = []
         for i, a in enumerate(args):
@@ -187,7 +198,11 @@ def test_snprintf_formats_as_linux(bpf_kernel, fmt, args):
         b"%d|%u|%x|%lld|%llx": b"-5|4294967291|def12345|-7|abcdef12345",
         b"[%5d][%-4x][%05u][%c]%%": b"[   42][a   ][00007][A]%",
         b"%s!": b"hey!",
-    }.get(fmt)
+        b"%pI4 %pi4": b"10.2.3.4 010.002.003.004",
+        b"%pI6": b"2001:0db8:0000:0000:0000:0000:0000:0001",
+        b"%pi6": b"20010db8000000000000000000000001",
+        b"%px|%-18px|%ps|%c|%3c": b"00000000deadbeef|deadbeef          |0xdeadbeef|\xef|  A",
+    }[fmt]
     assert r.retval == len(expected) + 1
     assert text[:len(expected) + 1] == expected + b"\0"
 

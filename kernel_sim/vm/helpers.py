@@ -433,9 +433,18 @@ class FormatError(Exception):
     pass
 
 
+def _format_ip(ip: bytes, mod: str) -> str:
+    """%pI4 / %pi4 (zero-padded) / %pI6 (full groups) / %pi6 (no colons), as Linux's vsprintf."""
+    if len(ip) == 4:
+        return ".".join(f"{b:03d}" if mod == "i" else str(b) for b in ip)
+    groups = [f"{ip[k]:02x}{ip[k + 1]:02x}" for k in range(0, 16, 2)]
+    return "".join(groups) if mod == "i" else ":".join(groups)
+
+
 def bprintf(run, fmt: bytes, args: list[int]) -> str:
-    """Format like bpf_trace_printk / bpf_snprintf: %d %i %u %x %X with l/ll, %c, %s, %p[Kxs], %%,
-    flags "0+- " and a width; anything else (or too few args) raises FormatError (-EINVAL)."""
+    """Format like bpf_trace_printk / bpf_snprintf: %d %i %u %x %X with l/ll, %c, %s, %p[Kxs],
+    %p[iI][46], %%, flags "0+- " and a width; anything else (or too few args) raises FormatError
+    (-EINVAL). The text holds bytes as latin-1 characters (%c and %s copy bytes unchanged)."""
     out: list[str] = []
     i, n, argi = 0, len(fmt), 0
     while i < n:
@@ -463,14 +472,30 @@ def bprintf(run, fmt: bytes, args: list[int]) -> str:
         conv = chr(fmt[j]) if j < n else ""
         if conv == "p":
             mod = chr(fmt[j + 1]) if j + 1 < n else ""
+            if mod in ("i", "I") and j + 2 < n and fmt[j + 2] in b"46":
+                family = chr(fmt[j + 2])
+                j += 2
+                if family == "6" and j + 1 < n and fmt[j + 1] == 0x63:  # %pI6c prints as %pI6
+                    j += 1
+                got = _compat_reader(run, arg, 4 if family == "4" else 16) if run is not None else None
+                ip = bytes(4 if family == "4" else 16) if not isinstance(got, bytes) else got
+                out.append(f"%{spec}s" % _format_ip(ip, mod))
+                i = j + 1
+                continue
             if mod in ("K", "x", "s", "S", "B"):
                 j += 1
-            out.append(f"%{spec}s" % f"{arg & U64:016x}")
+            if mod in ("s", "S", "B"):  # no kernel symbols: Linux prints the bare address
+                text = f"0x{arg & U64:x}"
+            elif spec:
+                text = f"%{spec}x" % (arg & U64)
+            else:
+                text = f"{arg & U64:016x}"   # %p / %pK are hashed on Linux: not reproducible here
+            out.append(f"%{spec}s" % text if mod in ("s", "S", "B") else text)
             i = j + 1
             continue
         if conv == "s":
-            got = _compat_str_reader(run, arg, MAX_BPRINTF_STR)
-            s = (b"" if isinstance(got, int) else got).decode(errors="replace")
+            got = _compat_str_reader(run, arg, MAX_BPRINTF_STR) if run is not None else b""
+            s = (b"" if isinstance(got, int) else got).decode("latin-1")
             out.append(f"%{spec}s" % s)
             i = j + 1
             continue
@@ -544,7 +569,7 @@ def snprintf(run, str_addr, str_size, fmt_addr, data_addr, data_len) -> int:
     if fmt is None or args is None:
         return neg(errno.EINVAL)
     try:
-        text = bprintf(run, fmt, args).encode()[:MAX_BPRINTF_BUF - 1]
+        text = bprintf(run, fmt, args).encode("latin-1")[:MAX_BPRINTF_BUF - 1]
     except FormatError:
         return neg(errno.EINVAL)
     if str_size:
