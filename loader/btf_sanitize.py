@@ -7,7 +7,7 @@ libbpf's behaviour:
 
 - VAR -> INT (1 byte, 8 bits), keeping the variable's name;
 - DATASEC -> STRUCT of the same size, one member per variable (bit offset = offset * 8),
-  with '.' in the section name turned into '_' so it is a C identifier;
+  with the section name made a C identifier ('.' and '/' become '_');
 - FUNC -> TYPEDEF; FUNC_PROTO -> ENUM (4 bytes), one enumerator per parameter (unnamed
   parameters get one shared name appended to the strings: Linux refuses nameless enumerators);
 - FLOAT -> anonymous empty STRUCT of the same size;
@@ -134,10 +134,16 @@ def sanitize(raw: bytes, kinds: frozenset[int] = NEW_KINDS) -> bytes:
     return bytes(buf)
 
 
+_IDENT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _dot_to_underscore(buf: bytearray, strings_at: int, str_len: int, off: int) -> None:
+    """Make a section name a C identifier in place: ".data" -> "_data", "maps/COUNTS" -> "maps_COUNTS"."""
     i = strings_at + off
     end = strings_at + str_len
+    first = True
     while i < end and buf[i]:
-        if buf[i] == ord("."):
+        if buf[i] not in _IDENT or (first and chr(buf[i]).isdigit()):
             buf[i] = ord("_")
+        first = False
         i += 1
