@@ -657,7 +657,9 @@ def _apply(u: MapUser, fd: int, ops, key_size: int, value_size: int) -> list:
     return out
 
 
-_HYP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# MAPS_EXAMPLES=400 for a deeper run; 40 keeps the suite quick.
+_HYP = settings(max_examples=int(os.environ.get("MAPS_EXAMPLES", "40")), deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @_HYP
@@ -763,3 +765,94 @@ def test_lru_batch_eviction_matches_linux(both, on_cpu0):
         u.close(fd)
     assert kept[0] == kept[1]
     assert 299 in kept[0] and len(kept[0]) < 256
+
+
+LPM_OPS = st.lists(
+    st.tuples(st.sampled_from(["update", "lookup", "delete", "next", "next_null"]), st.integers(0, 34),
+              st.sampled_from([0x0A000000, 0x0A010000, 0x0A010200, 0x0A0102FF, 0xC0A80000, 0x0AFF0000, 0, 0xFFFFFFFF]),
+              st.sampled_from([0, 0, 1, 2, 4])),
+    min_size=1, max_size=40,
+)
+
+
+@_HYP
+@given(ops=LPM_OPS, max_entries=st.integers(1, 8))
+def test_lpm_trie_sequences_match_linux(both, ops, max_entries):
+    """Longest-prefix lookups, ENOSPC/EEXIST/ENOENT and the post-order walk of the trie."""
+    results = []
+    for u in both:
+        fd = u.create(T.LPM_TRIE, 8, 4, max_entries, BPF_F_NO_PREALLOC)
+        out = []
+        for op, plen, ip, flags in ops:
+            key = struct.pack("<I", plen) + ip.to_bytes(4, "big")
+            if op == "update":
+                out.append(res(u.update, fd, key, k(plen), flags))
+            elif op == "lookup":
+                out.append(res(u.lookup, fd, key, 4))
+            elif op == "delete":
+                out.append(res(u.delete, fd, key))
+            elif op == "next":
+                out.append(res(u.next_key, fd, key, 8))
+            else:
+                out.append(res(u.next_key, fd, None, 8))
+        results.append((out, u.keys(fd, 8)))
+        u.close(fd)
+    assert results[0] == results[1]
+
+
+@_HYP
+@given(pushed=st.lists(st.integers(0, 2**32 - 1), max_size=40), probes=st.lists(st.integers(0, 2**32 - 1), max_size=40),
+       max_entries=st.integers(1, 20), hashes=st.integers(0, 15), vsize=st.sampled_from([4, 6, 8]))
+def test_bloom_filter_answers_match_linux(both, pushed, probes, max_entries, hashes, vsize):
+    """With BPF_F_ZERO_SEED the bit positions are Linux's: even false positives agree."""
+    results = []
+    for u in both:
+        fd = u.create(T.BLOOM_FILTER, 0, vsize, max_entries, BPF_F_ZERO_SEED, map_extra=hashes)
+        for x in pushed:
+            u.update(fd, None, x.to_bytes(8, "little")[:vsize])
+        results.append([res(bloom_peek, u, fd, x.to_bytes(8, "little")[:vsize]) for x in probes])
+        u.close(fd)
+    assert results[0] == results[1]
+    assert all(r == 0 for r, x in zip(results[0], probes, strict=True) if x in pushed)
+
+
+def bloom_peek(u: MapUser, fd: int, value: bytes) -> int:
+    """MAP_LOOKUP_ELEM on a bloom filter: the value buffer is the input to test (0 or ENOENT)."""
+    buf = ctypes.create_string_buffer(value, len(value))
+    return u.sys.bpf(B.MAP_LOOKUP_ELEM, make_attr(MapElemAttr, map_fd=fd, value=ctypes.addressof(buf)))
+
+
+def scenario_special_maps(r: Rec) -> None:
+    u = r.u
+    for args in [(T.STACK_TRACE, 4, 8, 4), (T.STACK_TRACE, 4, 8 * 127, 4), (T.STACK_TRACE, 4, 8 * 128, 4),
+                 (T.STACK_TRACE, 4, 12, 4), (T.STACK_TRACE, 8, 8, 4), (T.STACK_TRACE, 4, 8, 4, BPF_F_NO_PREALLOC),
+                 (T.STACK_TRACE, 4, 32, 4, 1 << 5), (T.STACK_TRACE, 4, 24, 4, 1 << 5),
+                 (T.STACK_TRACE, 4, 8, 4, BPF_F_RDONLY_PROG), (T.STACK_TRACE, 4, 8, (1 << 31) + 1),
+                 (T.BLOOM_FILTER, 0, 8, 4), (T.BLOOM_FILTER, 4, 8, 4), (T.BLOOM_FILTER, 0, 0, 4),
+                 (T.BLOOM_FILTER, 0, 8, 0), (T.BLOOM_FILTER, 0, 8, 4, BPF_F_NO_PREALLOC),
+                 (T.LPM_TRIE, 8, 8, 4), (T.LPM_TRIE, 8, 8, 4, BPF_F_NO_PREALLOC), (T.LPM_TRIE, 4, 8, 4, BPF_F_NO_PREALLOC),
+                 (T.LPM_TRIE, 5, 8, 4, BPF_F_NO_PREALLOC), (T.LPM_TRIE, 260, 8, 4, BPF_F_NO_PREALLOC),
+                 (T.LPM_TRIE, 261, 8, 4, BPF_F_NO_PREALLOC), (T.LPM_TRIE, 8, 0, 4, BPF_F_NO_PREALLOC)]:
+        r.create(f"create {args}", *args)
+    r.create("bloom map_extra 15", T.BLOOM_FILTER, 0, 8, 4, map_extra=15)
+    r.create("bloom map_extra 16", T.BLOOM_FILTER, 0, 8, 4, map_extra=16)
+    s = u.create(T.STACK_TRACE, 4, 16, 4)
+    r("stack lookup", u.lookup, s, k(0), 16)
+    r("stack update", u.update, s, k(0), bytes(16))
+    r("stack delete", u.delete, s, k(0))
+    r("stack delete out of range", u.delete, s, k(9))
+    r("stack next key", u.next_key, s, None, 4)
+    r("stack lookup_and_delete", u.lookup_and_delete, s, k(0), 16)
+    r("stack lookup batch", lambda: u.batch(B.MAP_LOOKUP_BATCH, s, 2, 4, 16)[:2])
+    b = u.create(T.BLOOM_FILTER, 0, 8, 4)
+    r("bloom peek empty", u.lookup, b, None, 8)
+    r("bloom push", u.update, b, None, bytes(8))
+    r("bloom push NOEXIST", u.update, b, None, bytes(8), 1)
+    r("bloom delete", u.delete, b, None)
+    r("bloom next key", u.next_key, b, None, 0)
+    r("bloom lookup_and_delete", u.lookup_and_delete, b, None, 8)
+    r("bloom with a key", u.lookup, b, k(1), 8)
+
+
+def test_special_maps_match_linux(both):
+    run_both(both, scenario_special_maps)

@@ -36,7 +36,8 @@ def world():
         (T.HASH, 4, 8, 8), (T.ARRAY, 4, 8, 4), (T.PERCPU_HASH, 8, 4, 4), (T.PERCPU_ARRAY, 4, 12, 2),
         (T.LRU_HASH, 4, 8, 3), (T.LRU_PERCPU_HASH, 2, 8, 3), (T.QUEUE, 0, 8, 3), (T.STACK, 0, 8, 3),
         (T.RINGBUF, 0, 0, 4096), (T.PERF_EVENT_ARRAY, 4, 4, 2), (T.PROG_ARRAY, 4, 4, 2),
-        (T.ARRAY, 4, 8, 2, BPF_F_MMAPABLE),
+        (T.ARRAY, 4, 8, 2, BPF_F_MMAPABLE), (T.STACK_TRACE, 4, 16, 4), (T.BLOOM_FILTER, 0, 4, 8),
+        (T.LPM_TRIE, 8, 4, 4, 1),
     )]
     fds.append(u.create(T.ARRAY_OF_MAPS, 4, 4, 2, inner_map_fd=inner))
     fds.append(u.create(T.HASH_OF_MAPS, 4, 4, 2, inner_map_fd=inner))

@@ -347,3 +347,56 @@ def test_direct_value_addr(sim):
     with pytest.raises(OSError):
         one.direct_value_addr(24)
     assert sim.obj(sim.create(T.HASH, 4, 8, 1)).direct_value_size() is None
+
+
+def test_stack_trace_map(sim):
+    fd = sim.create(T.STACK_TRACE, 4, 8 * 4, 16)
+    m = sim.obj(fd)
+    a = m.prog_store_stack([0xFFFFFFFF81000010, 0xFFFFFFFF81000020], 0)
+    assert a >= 0
+    assert m.prog_store_stack([0xFFFFFFFF81000010, 0xFFFFFFFF81000020], 0) == a  # same stack, same id
+    assert sim.lookup(fd, k(a), 32) == struct.pack("<4Q", 0xFFFFFFFF81000010, 0xFFFFFFFF81000020, 0, 0)
+    assert m.prog_store_stack([1, 2, 3], 1) == m.prog_store_stack([2, 3], 0)  # skip 1 frame
+    assert m.prog_store_stack([1], 1) == -errno.EFAULT  # nothing left after skipping
+    assert m.prog_store_stack([1], 1 << 12) == -errno.EINVAL
+    ids = {int.from_bytes(x, "little") for x in sim.keys(fd, 4)}
+    assert a in ids and len(ids) == 2
+    assert sim.delete(fd, k(a)) == 0
+    assert res(sim.lookup, fd, k(a), 32) == ("err", "ENOENT")
+    # A different stack that lands on a taken id: EEXIST unless BPF_F_REUSE_STACKID.
+    from kernel_sim.bpf.maps.jhash import jhash2
+
+    taken = m.prog_store_stack([7], 0)
+    clash = next(s for s in range(8, 100000) if jhash2(q(s), 0) & 15 == taken)
+    assert m.prog_store_stack([clash], 0) == -errno.EEXIST
+    assert m.prog_store_stack([clash], 1 << 10) == taken  # BPF_F_REUSE_STACKID replaces the stack
+    assert sim.lookup(fd, k(taken), 32)[:8] == q(clash)
+
+
+def test_bloom_filter_program_side(sim):
+    fd = sim.create(T.BLOOM_FILTER, 0, 4, 100)
+    m = sim.obj(fd)
+    assert m.prog_peek_value(k(5)) == -errno.ENOENT
+    assert m.prog_push(k(5), 0) == 0
+    assert m.prog_push(k(6), BPF_EXIST) == -errno.EINVAL
+    assert m.prog_peek_value(k(5)) == 0
+    misses = sum(m.prog_peek_value(k(i)) == -errno.ENOENT for i in range(1000, 1200))
+    assert misses > 150  # one element in a 1024-bit filter: few false positives
+
+
+def test_lpm_trie_program_side(sim):
+    fd = sim.create(T.LPM_TRIE, 8, 8, 4, 1)  # BPF_F_NO_PREALLOC
+    m = sim.obj(fd)
+
+    def key(plen, ip):
+        return struct.pack("<I", plen) + bytes(ip)
+
+    assert m.prog_update(key(16, [10, 1, 0, 0]), q(16), BPF_ANY, 0) == 0
+    assert m.prog_update(key(8, [10, 0, 0, 0]), q(8), BPF_NOEXIST, 0) == 0
+    assert m.prog_update(key(8, [10, 0, 0, 0]), q(9), BPF_NOEXIST, 0) == -errno.EEXIST
+    addr = m.prog_lookup(key(32, [10, 1, 7, 7]), 0)
+    assert sim.kernel.vm.read(addr, 8) == q(16)
+    assert sim.kernel.vm.read(m.prog_lookup(key(32, [10, 2, 7, 7]), 0), 8) == q(8)
+    assert m.prog_lookup(key(32, [11, 0, 0, 0]), 0) == 0
+    assert m.prog_delete(key(16, [10, 1, 0, 0])) == 0
+    assert sim.kernel.vm.read(m.prog_lookup(key(32, [10, 1, 7, 7]), 0), 8) == q(8)

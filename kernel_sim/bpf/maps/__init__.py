@@ -15,17 +15,19 @@ from ...uapi.bpf import MapType
 from .array import ArrayMap, ArrayOfMaps, PerCpuArrayMap, PerfEventArray, ProgArray
 from .base import ENOTSUPP, BpfMapFile, PerCpuVariants, UnifiedMap
 from .hash import HashMap, HashOfMaps, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+from .lpm import LpmTrieMap
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBufMap
+from .special import BloomFilterMap, StackTraceMap
 
 MAP_TYPES: dict[int, type[UnifiedMap]] = {
     cls.map_type: cls
     for cls in (HashMap, ArrayMap, PerCpuHashMap, PerCpuArrayMap, LruHashMap, LruPerCpuHashMap, PerfEventArray,
-                RingBufMap, QueueMap, StackMap, ProgArray, ArrayOfMaps, HashOfMaps)
+                RingBufMap, QueueMap, StackMap, ProgArray, ArrayOfMaps, HashOfMaps, StackTraceMap, BloomFilterMap, LpmTrieMap)
 }
 
 __all__ = [
-    "ENOTSUPP", "MAP_TYPES", "ArrayMap", "ArrayOfMaps", "BpfMapFile", "HashMap", "HashOfMaps", "LruHashMap",
+    "ENOTSUPP", "MAP_TYPES", "ArrayMap", "ArrayOfMaps", "BloomFilterMap", "BpfMapFile", "HashMap", "HashOfMaps", "LpmTrieMap", "LruHashMap",
     "LruPerCpuHashMap", "MapType", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuVariants", "PerfEventArray",
-    "ProgArray", "QueueMap", "RingBufMap", "StackMap", "UnifiedMap",
+    "ProgArray", "QueueMap", "RingBufMap", "StackMap", "StackTraceMap", "UnifiedMap",
 ]
