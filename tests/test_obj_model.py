@@ -120,3 +120,23 @@ def test_functions_and_callees():
     assert obj.programs["second"].callees == ["leaf", "local_helper"]
     assert obj.programs["third"].callees == ["local_helper"]
     assert {"leaf", "middle", "loop_body", "local_helper", "first", "second", "third"} <= set(obj.functions)
+
+
+def test_core_relocations_point_at_the_field_offsets():
+    """Each field_byte_offset record sits on the instruction that holds the local offset of the
+    field its access string names (clang's `rX = <offset>`), after rebasing to the program."""
+    from kernel_sim.uapi.insn import decode
+    from loader.obj.inspect import core_spec
+
+    obj = load_object(REPO / "tests" / "objects" / "core.bpf.o")
+    prog = obj.programs["parent_pid"]
+    insns = decode(prog.insns)
+    assert len(prog.core_relocs) == 3
+    seen = set()
+    for c in prog.core_relocs:
+        assert c.kind == 0  # FIELD_BYTE_OFFSET
+        t = obj.btf.skip_modifiers(c.type_id)
+        member = t.members[int(c.access_str.split(":")[1])]
+        assert insns[c.insn_off].imm == member.bit_offset // 8
+        seen.add(core_spec(obj.btf, c.type_id, c.access_str))
+    assert seen == {"struct task_struct[0].real_parent", "struct task_struct[0].tgid", "struct task_struct[0].pid"}

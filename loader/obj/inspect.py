@@ -80,6 +80,37 @@ def btf_dump(btf: Btf) -> list[str]:
     return out
 
 
+CORE_KINDS = {0: "field_byte_offset", 1: "field_byte_size", 2: "field_exists", 3: "field_signed",
+              4: "field_lshift_u64", 5: "field_rshift_u64", 6: "type_id_local", 7: "type_id_target",
+              8: "type_exists", 9: "type_size", 10: "enumval_exists", 11: "enumval_value", 12: "type_matches"}
+
+
+def core_spec(btf: Btf, type_id: int, access: str) -> str:
+    """A CO-RE access string spelled out: "0:2" on task_struct -> "struct task_struct[0].real_parent"."""
+    try:
+        parts = [int(x) for x in access.split(":") if x != ""]
+        text = btf.type_name(type_id)
+        if not parts:
+            return text
+        t = btf.skip_modifiers(type_id)
+        if t.kind in ("ENUM", "ENUM64"):
+            return f"{text}::{t.enum_values[parts[0]][0]}"
+        text += f"[{parts[0]}]"
+        for idx in parts[1:]:
+            if t.kind in ("STRUCT", "UNION"):
+                m = t.members[idx]
+                text += f".{m.name or '(anon)'}"
+                t = btf.skip_modifiers(m.type)
+            elif t.kind == "ARRAY" and t.array is not None:
+                text += f"[{idx}]"
+                t = btf.skip_modifiers(t.array[0])
+            else:
+                return f"{btf.type_name(type_id)} {access}"
+        return text
+    except (ValueError, IndexError):
+        return f"{btf.type_name(type_id)} {access}"
+
+
 def _target(t) -> str:
     if t is None:
         return "-"
@@ -149,6 +180,13 @@ def inspect_text(obj: BpfObject, *, btf_types: bool = True) -> str:
             rows.append([p.name, r.insn_index, r.kind, r.map_name, r.offset, r.symbol])
     lines += _table(rows, ["PROGRAM", "INSN", "KIND", "MAP", "OFFSET", "SYMBOL"]) if rows else ["  (none)"]
 
+    core = [(p.name, c) for p in obj.programs.values() for c in p.core_relocs]
+    if core and obj.btf is not None:
+        lines += ["", "CO-RE relocations:"]
+        lines += _table([[name, c.insn_off, CORE_KINDS.get(c.kind, c.kind), c.access_str,
+                          core_spec(obj.btf, c.type_id, c.access_str)] for name, c in core],
+                        ["PROGRAM", "INSN", "KIND", "ACCESS", "SPEC"])
+
     if btf_types and obj.btf is not None:
         lines += ["", "BTF types:"]
         lines += ["  " + line for line in btf_dump(obj.btf)]
@@ -179,7 +217,11 @@ def inspect_json(obj: BpfObject) -> dict[str, Any]:
                 "expected_attach_type": p.expected_attach_type.name.lower() if p.expected_attach_type else None,
                 "attach_target": list(p.attach_target) if isinstance(p.attach_target, tuple) else p.attach_target,
                 "insns": p.insn_count, "callees": p.callees, "func_info": len(p.func_info),
-                "line_info": len(p.line_info), "core_relocs": len(p.core_relocs),
+                "line_info": len(p.line_info),
+                "core_relocs": [{"insn": c.insn_off, "kind": CORE_KINDS.get(c.kind, c.kind), "access": c.access_str,
+                                 "type_id": c.type_id,
+                                 "spec": core_spec(obj.btf, c.type_id, c.access_str) if obj.btf else None}
+                                for c in p.core_relocs],
                 "map_relocs": [{"insn": r.insn_index, "kind": r.kind, "map": r.map_name, "offset": r.offset,
                                 "symbol": r.symbol} for r in p.map_relocs],
             }
