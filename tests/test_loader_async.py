@@ -40,7 +40,7 @@ async def test_perf_events_awaited_through_the_reactor(linux, tmp_path):
         prog.load()
         with prog.attach("syscalls", "sys_enter_openat"):
             perf = PerfEventArray(ebpf.take_map("events"))
-            bufs = perf.open_all(page_count=4)
+            bufs = perf.open_all(page_count=64)  # other processes' opens land here too
             async with open_reactor(linux) as reactor:
                 stream = PerfStream(reactor, bufs)
 

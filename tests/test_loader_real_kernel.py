@@ -81,7 +81,7 @@ def test_tracepoint_events_through_perf_buffers(linux, tmp_path):
         link = prog.attach("syscalls", "sys_enter_openat")
         assert isinstance(link, PerfLink)
         perf = PerfEventArray(ebpf.take_map("events"))
-        bufs = perf.open_all(page_count=8)
+        bufs = perf.open_all(page_count=64)  # every openat on a busy machine lands here: room to spare
         assert [b.cpu for b in bufs] == sorted(b.cpu for b in bufs) and bufs
         names = [str(tmp_path / f"marker_{i}") for i in range(5)]
         for n in names:
@@ -95,7 +95,7 @@ def test_tracepoint_events_through_perf_buffers(linux, tmp_path):
                 if pid == os.getpid() and b"marker_" in filename:
                     seen.append(cstr(filename).decode())
                     assert flags & os.O_CREAT
-        assert seen == names
+        assert sorted(seen) == names  # per-CPU buffers: order holds within a CPU, not across them
         link.detach()
         os.close(os.open(names[0], os.O_RDONLY))
         after = [raw for buf in bufs for raw in buf.read_events()[0] if b"marker_" in raw]
@@ -417,7 +417,7 @@ def test_aya_log_records_on_the_real_kernel(linux, tmp_path):
     with Ebpf.load_file(EXAMPLES / "aya_log.bpf.o", kernel=linux) as ebpf:
         prog = ebpf.program("aya_log_openat")
         prog.load()
-        logger = EbpfLogger(ebpf, logging.getLogger("test.aya_log"))
+        logger = EbpfLogger(ebpf, logging.getLogger("test.aya_log"), page_count=32)
         with prog.attach("syscalls", "sys_enter_openat"):
             fd = os.open(tmp_path / "made", os.O_CREAT | os.O_WRONLY, 0o600)
             os.close(fd)
