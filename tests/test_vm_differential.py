@@ -123,14 +123,31 @@ def mem_unit(draw) -> list[Insn]:
     return [asm.atomic(SIZES[size], op, 10, src, off)]
 
 
+# A subprogram appended to programs with calls: uses its own stack frame and its arguments.
+SUBPROG = [asm.stx(asm.DW, 10, 1, -8), asm.stx(asm.DW, 10, 2, -16), asm.mov64(0, 1),
+           insn(BPF_ALU64 | BPF_MUL | BPF_K, 0, 0, 0, 3), asm.ldx(asm.DW, 3, 10, -16),
+           insn(BPF_ALU64 | BPF_XOR | BPF_X, 0, 3), asm.ldx(asm.DW, 4, 10, -8), insn(BPF_ALU64 | BPF_ADD | BPF_X, 0, 4),
+           asm.st(asm.DW, 10, -24, -1), asm.exit_()]
+CALL_LEN = 1 + 2 * 5  # the call and lddw r1..r5 (the verifier forgets r1-r5 after a call)
+
+
+def _unit_len(unit) -> int:
+    if isinstance(unit, tuple):
+        return CALL_LEN if unit[0] == "call" else 1
+    return len(unit)
+
+
 @st.composite
-def programs(draw, memory: bool = False) -> list[Insn]:
+def programs(draw, memory: bool = False, calls: bool = False) -> list[Insn]:
     init = [asm.lddw(r, draw(VALUES)) for r in range(6)]
     if memory:
         for off in range(-STACK, 0, 8):
             init += [asm.lddw(6, draw(VALUES)), asm.stx(asm.DW, 10, 6, off)]
     unit = st.one_of(alu_unit(), mem_unit()) if memory else alu_unit()
     units: list = [draw(unit) for _ in range(draw(st.integers(1, 25)))]
+    if calls:
+        for _ in range(draw(st.integers(1, 3))):
+            units.insert(draw(st.integers(0, len(units))), ("call", tuple(draw(VALUES) for _ in range(5))))
     # sprinkle forward conditional jumps over a few following units
     for _ in range(draw(st.integers(0, 6))):
         at = draw(st.integers(0, len(units)))
@@ -138,10 +155,15 @@ def programs(draw, memory: bool = False) -> list[Insn]:
         units.insert(at, ("jmp", skip, draw(st.sampled_from([BPF_JMP, BPF_JMP32])), draw(st.sampled_from(CONDS)),
                           draw(REGS), draw(st.one_of(st.none(), REGS)), draw(IMM)))
     body: list[Insn] = []
+    calls_at: list[int] = []
     for i, unit in enumerate(units):
-        if isinstance(unit, tuple):
+        if isinstance(unit, tuple) and unit[0] == "call":
+            calls_at.append(len(body))
+            body.append(asm.call_local(0))  # target patched below
+            body.extend(asm.flatten(*(asm.lddw(r, v) for r, v in zip(range(1, 6), unit[1], strict=True))))
+        elif isinstance(unit, tuple):
             _, skip, cls, op, dst, src, imm = unit
-            off = sum(1 if isinstance(u, tuple) else len(u) for u in units[i + 1:i + 1 + skip])
+            off = sum(_unit_len(u) for u in units[i + 1:i + 1 + skip])
             body.append(insn(cls | op | (BPF_K if src is None else BPF_X), dst, src or 0, off, imm if src is None else 0))
         else:
             body.extend(unit)
@@ -154,7 +176,13 @@ def programs(draw, memory: bool = False) -> list[Insn]:
                      insn(BPF_ALU64 | BPF_LSH | BPF_K, 0, 0, 0, 1)]
     fold += [asm.mov64(1, 0), insn(BPF_ALU64 | BPF_RSH | BPF_K, 1, 0, 0, 32), insn(BPF_ALU64 | BPF_XOR | BPF_X, 0, 1),
              asm.exit_()]
-    return asm.flatten(*init, *body, *fold)
+    prog = asm.flatten(*init, *body, *fold)
+    if calls:
+        start = len(asm.flatten(*init))
+        for at in calls_at:
+            prog[start + at] = asm.call_local(len(prog) - (start + at) - 1)
+        prog += SUBPROG
+    return prog
 
 
 def retval(sys, prog: list[Insn]) -> int:
@@ -200,8 +228,17 @@ def test_generated_memory_programs_agree_with_linux(sims, linux, prog):
         assert retval(sys, prog) == expected, kind
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(prog=programs(memory=True, calls=True))
+def test_generated_programs_with_calls_agree_with_linux(sims, linux, prog):
+    """bpf-to-bpf calls in between: the callee's frame must not touch the caller's stack."""
+    expected = retval(linux, prog)
+    for kind, sys in sims.items():
+        assert retval(sys, prog) == expected, kind
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(prog=programs(memory=True))
+@given(prog=programs(memory=True, calls=True))
 def test_generated_programs_agree_between_engines(sims, prog):
     results = {kind: retval(sys, prog) for kind, sys in sims.items()}
     assert len(set(results.values())) == 1, results
