@@ -175,3 +175,29 @@ def test_aya_bare_kprobe_sections(sim):
         for _ in range(3):
             proc.cat("/etc/hostname")
         assert [hits[i] - before[i] for i in range(3)] == [3, 3, 3]
+
+
+def test_close_leaves_no_descriptor_behind(sim):
+    """Everything an object opens (BTF, maps, programs, perf events, links, tracefs probes) closes with it."""
+    fds = sim.task.files._files
+    before = set(fds)
+    for path in sorted(EXAMPLES.glob("*.bpf.o")):
+        with Ebpf.load_file(path, kernel=sim) as ebpf:
+            for prog in ebpf.programs.values():
+                prog.load()
+            for m in list(ebpf.maps.values()):
+                if isinstance(m, PerfEventArray):
+                    m.open_all(page_count=1)
+                elif isinstance(m, RingBuf):
+                    m.next()
+            for prog in ebpf.programs.values():
+                target = prog.definition.attach_target
+                if target is not None:
+                    prog.attach()
+                elif "kprobe" in prog.section:
+                    prog.attach("x64_sys_call")
+            assert set(fds) != before
+        assert set(fds) == before, path.name
+    from loader.programs import read_text
+
+    assert "aya_" not in read_text(sim, "/sys/kernel/tracing/kprobe_events")
