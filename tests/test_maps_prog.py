@@ -400,3 +400,10 @@ def test_lpm_trie_program_side(sim):
     assert m.prog_lookup(key(32, [11, 0, 0, 0]), 0) == 0
     assert m.prog_delete(key(16, [10, 1, 0, 0])) == 0
     assert sim.kernel.vm.read(m.prog_lookup(key(32, [10, 1, 7, 7]), 0), 8) == q(8)
+
+
+def test_percpu_lookup_of_a_cpu_that_does_not_exist(sim):
+    for fd in (sim.create(T.PERCPU_ARRAY, 4, 8, 2), sim.create(T.PERCPU_HASH, 4, 8, 2)):
+        m = sim.obj(fd)
+        m.prog_update(k(0), q(1), BPF_ANY, 0)
+        assert m.prog_lookup(k(0), 1) and m.prog_lookup(k(0), 2) == 0 and m.prog_lookup(k(0), -1) == 0

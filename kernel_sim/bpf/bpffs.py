@@ -119,6 +119,8 @@ def obj_get(kernel: Kernel, attr: memoryview) -> int:
         raise oserror(errno.EACCES)
     if node.kind == "map":
         opened = node.obj.open_file(flags)
+    elif node.kind == "link" and flags:
+        raise oserror(errno.EINVAL)  # links open read-write only
     else:
         opened = node.obj.open_file()
     return current().files.install(opened)

@@ -102,7 +102,10 @@ class PerCpuVariants:
         return self.stride * self.ncpus
 
     def addr(self, cpu: int, slot: int) -> int:
-        return self.bases[cpu % self.ncpus] + slot * self.stride
+        """The CPU's copy; 0 for a CPU that does not exist (bpf_map_lookup_percpu_elem answers NULL)."""
+        if not 0 <= cpu < self.ncpus:
+            return 0
+        return self.bases[cpu] + slot * self.stride
 
     def gather(self, slot: int) -> bytes:
         off, s = slot * self.stride, self.stride
@@ -261,6 +264,15 @@ class UnifiedMap:
         return -errno.EINVAL
 
     def prog_delete(self, key: bytes) -> int:
+        return -errno.EINVAL
+
+    def prog_push(self, value: bytes, flags: int = 0) -> int:
+        return -errno.EINVAL
+
+    def prog_pop(self) -> bytes | int:
+        return -errno.EINVAL
+
+    def prog_peek(self) -> bytes | int:
         return -errno.EINVAL
 
     def direct_value_size(self) -> int | None:

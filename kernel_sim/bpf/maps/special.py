@@ -197,6 +197,12 @@ class BloomFilterMap(UnifiedMap):
             return -e.errno
         return 0
 
+    def prog_peek(self, value: bytes | None = None) -> bytes | int:
+        """bpf_map_peek_elem: for a bloom filter the value is an input; without it, -EINVAL."""
+        if value is None:
+            return -errno.EINVAL
+        return self.prog_peek_value(value)
+
     def prog_peek_value(self, value: bytes) -> int:
         """bpf_map_peek_elem on a bloom filter: 0 if the value may be present, else -ENOENT."""
         return 0 if self.peek(bytes(value)) else -errno.ENOENT
