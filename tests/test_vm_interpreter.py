@@ -237,3 +237,23 @@ def test_st_imm_and_mov_sizes(kind):
     r0, mem = run(st(H, 1, 0, 0x1234), st(B, 1, 2, -1), alu32(BPF_MOV, 0, imm=-1), exit_(),
                   mem=bytes(4), kind=kind)
     assert r0 == 0xFFFFFFFF and mem == bytes([0x34, 0x12, 0xFF, 0])
+
+
+def test_a_loaded_program_that_faults_stops_with_zero_and_is_logged(caplog):
+    """Bypassing the verifier: the run ends with r0 = 0, the fault is kept and logged."""
+    from kernel_sim.bpf.engine import LoadedEngine, make_vm_engine
+    from kernel_sim.kernel import Kernel
+    from kernel_sim.vm.helpers import helper_table
+    from kernel_sim.vm.program import VmProgram
+
+    kernel = Kernel()
+    vmprog = VmProgram.build(flatten(mov64(0, imm=5), ldx(DW, 0, 1, 4096), exit_()), helper_table(), kernel.vm,
+                             name="faulty")
+    for kind in KINDS:
+        engine = LoadedEngine(kernel, vmprog, make_vm_engine(vmprog, kind), kind)
+        with caplog.at_level("WARNING", logger="kernel_sim.vm"):
+            assert engine.run_ctx(bytes(16)) == 0
+        assert engine.faults == 1 and engine.last_fault.pc == 1
+        assert "bpf prog faulty stopped: invalid read of 8 bytes" in caplog.text
+        assert engine.run_ctx(bytes(16)) == 0 and engine.faults == 2
+    assert not [k for k in kernel.vm.regions if k >= 0xFFFFC000]  # the runs' stacks and ctx are unmapped

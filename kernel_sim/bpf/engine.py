@@ -10,6 +10,7 @@ is what the conformance suite and ``bpfload vm exec`` need.
 from __future__ import annotations
 
 import importlib
+import logging
 
 from ..cpus import current_cpu
 from ..fs.file import oserror
@@ -22,6 +23,8 @@ from ..vm.memory import AddressSpace, VmFault
 from ..vm.program import VmProgram
 from ..vm.runctx import ProgramExit, RunContext, execute
 from . import prog as prog_module
+
+log_faults = logging.getLogger("kernel_sim.vm")
 
 
 def jit_class():
@@ -98,8 +101,9 @@ class LoadedEngine:
         self.kind = kind
         self.layout = layout                  # ctx with pointer fields (xdp_md, __sk_buff) or None
         self.max_ctx_offset = max_ctx_offset  # end of the furthest direct ctx access
-        self.prog = None          # the BpfProg, bound on first use by BpfProg (see bind)
+        self.prog = None          # the BpfProg when its runner knows it (BPF_PROG_TEST_RUN binds it)
         self.last_fault: VmFault | None = None
+        self.faults = 0
 
     def new_run(self, trace: list | None = None) -> RunContext:
         task = current()
@@ -115,13 +119,18 @@ class LoadedEngine:
         return self.vm_engine.call_function(run, pc, *args)
 
     def execute(self, run: RunContext, r1: int, r2: int = 0) -> int:
-        """Run with faults turned into a stop: r0 = 0 and the fault kept in ``last_fault``."""
+        """Run with faults turned into a stop: r0 = 0, the fault kept in ``last_fault`` and logged.
+
+        Linux has no such outcome (its verifier proves every access); here a fault means an
+        unverified access slipped through, so it is reported on the "kernel_sim.vm" logger and
+        never reaches trace_pipe or the program's maps.
+        """
         try:
             return execute(self.vm_engine, run, r1, r2)
         except VmFault as fault:
             self.last_fault = fault
-            if self.kernel is not None:
-                self.kernel.tracing.printk(f"bpf prog {self.vmprog.name or '?'}: {fault}")
+            self.faults += 1
+            log_faults.warning("bpf prog %s stopped: %s", self.vmprog.name or "?", fault)
             return 0
 
     def run_ctx(self, ctx: bytes | bytearray, func_ip: int = 0) -> int:

@@ -79,6 +79,7 @@ def prog_test_run(kernel, attr: memoryview) -> int:
     if bool(a.ctx_size_in) != bool(a.ctx_in) or bool(a.ctx_size_out) != bool(a.ctx_out):
         raise oserror(errno.EINVAL)
     prog = _prog_from_fd(a.prog_fd)
+    prog.engine.prog = prog
     ptype = prog.prog_type
     if ptype in _SKB_TYPES:
         return _run_skb(kernel, prog, a, attr)
