@@ -225,6 +225,7 @@ class RunSession:
         self.streams: list[StreamMap] = []
         self.state_maps: list[tuple[str, Any]] = []
         self.workload_started = False
+        self.interrupted = False  # a signal came before or between trio runs
         self.events = 0
         self.lost: dict[int, int] = {}
         self.started = time.monotonic()
@@ -398,7 +399,11 @@ class RunSession:
 
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                if self.interrupted:  # the signal came while trio was starting
+                    scope.cancel()
+                    return
                 async for _ in signals:
+                    self.interrupted = True
                     scope.cancel()
                     return
         except RuntimeError:  # not the main thread: Ctrl-C cannot reach us here anyway
@@ -608,13 +613,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sink = make_sink(args)
     session = RunSession(args, sink)
+    # From here until trio takes over (and after it hands back), Ctrl-C / SIGTERM only set a
+    # flag: a run stopped early still detaches, prints its maps and exits 0.
+    handlers = _defer_signals(session)
     try:
         session.open_kernel()
         session.load()
         session.start_workload()
         sink.header(session)
         try:
-            trio.run(session.stream)
+            if not session.interrupted:
+                trio.run(session.stream)
         except KeyboardInterrupt:
             pass  # a second Ctrl-C while shutting down: still detach and print below
         except BaseExceptionGroup as group:
@@ -638,6 +647,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from None
     finally:
         session.close()
+        _restore_signals(handlers)
+
+
+def _defer_signals(session: RunSession) -> dict:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def note(signum, frame) -> None:
+        session.interrupted = True
+
+    return {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 @subcommand

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -102,8 +104,8 @@ def test_the_write_up_application_logs_and_prints_counts_every_interval(capsys):
                  "--interval", "0.5", "--json"]) == 0
     objs = json_lines(capsys.readouterr().out)
     logs = [o["event"] for o in objs if o["type"] == "event" and o["map"] == "AYA_LOGS"]
-    assert logs  # aya-log records, decoded by loader.aya_log (a malformed one shows its error, not a crash)
-    assert all(e["message"].startswith("syscall ") if "message" in e else e["log_error"] for e in logs)
+    assert logs and all(e["level"] == "INFO" and e["module"] == "syscall_counter" for e in logs)
+    assert all(re.fullmatch(r"syscall \d+ called, \d+ times", e["message"]) for e in logs)
     tables = [o for o in objs if o["type"] == "map" and o["name"] == "SYSCALL_COUNTS"]
     assert len(tables) >= 3 and tables[-1]["final"] and not tables[0]["final"]
     counts = {e["key"]: e["value"] for e in tables[-1]["entries"]}
@@ -129,3 +131,17 @@ def test_sim_errors_are_one_line(capsys, argv, message):
     code = main(["run", str(EXAMPLES / "opensnoop.bpf.o"), *argv, "--duration", "0.2"])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_ctrl_c_on_the_simulated_kernel_detaches_and_prints_the_maps():
+    exe = shutil.which("bpfload")
+    cmd = [exe] if exe else [sys.executable, "-c", "import sys; from loader.cli import main; sys.exit(main())"]
+    proc = subprocess.Popen([*cmd, "run", "examples/syscount.bpf.o", "--no-ui"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    header = proc.stderr.readline()  # printed once attached
+    assert header.startswith("Attached syscount to tracepoint raw_syscalls:sys_enter on sim"), header
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err
+    assert "counts:" in out and "count=" in out
+    assert err.strip().endswith("0 events, 0 lost")
