@@ -273,3 +273,20 @@ def test_pinned_link_outlives_its_fds(any_kernel, request):
         any_kernel.unlink(path)  # Linux frees the link after an RCU grace period: not checked here
         with pytest.raises(OSError):
             MapData.from_pin(any_kernel, path)
+
+
+def test_verifier_rejection_same_on_both_kernels(bpf_kernel, tmp_path):
+    """The same unsafe program: the same errno and the same verdict lines from both verifiers."""
+    from loader.errors import VerifierError
+    from tests.test_loader_real_kernel import BAD_PROG, clang_bpf
+
+    obj = clang_bpf(tmp_path, "bad", BAD_PROG)
+    with Ebpf.load_file(obj, kernel=bpf_kernel) as ebpf:
+        prog = ebpf.program("bad")
+        with pytest.raises(VerifierError) as e:
+            prog.load()
+    assert e.value.errno == errno.EACCES
+    lines = [line.strip() for line in e.value.log.strip().splitlines()]
+    assert lines[-3:-1] == ["7: (79) r0 = *(u64 *)(r0 +0)", "R0 invalid mem access 'map_value_or_null'"]
+    assert lines[-1].startswith("processed 7 insns (limit 1000000)")
+    assert prog.verifier_log == e.value.log and not prog.loaded
