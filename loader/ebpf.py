@@ -7,6 +7,17 @@ their initial bytes and freeze .rodata, and patch each program's lddw instructio
 fds (BPF_PSEUDO_MAP_FD) or map value addresses (BPF_PSEUDO_MAP_VALUE + offset). Programs are
 loaded into the kernel when the caller calls ``program.load()``; attaching returns links.
 Everything the object opened is closed by ``close()`` / leaving the ``with`` block.
+
+    with EbpfLoader(kernel=open_kernel("linux")).set_global("target_tgid", pid).load_file(path) as ebpf:
+        prog = ebpf.program("opensnoop_tp")
+        prog.load()                                   # VerifierError(message, log) if refused
+        with prog.attach("syscalls", "sys_enter_openat"):
+            perf = PerfEventArray(ebpf.take_map("events"))
+            for buf in perf.open_all(page_count=8):   # one per online CPU
+                samples, lost = buf.read_events()
+
+BTF the kernel refuses is sanitized (loader/btf_sanitize.py) or left out; CO-RE records are
+resolved against the kernel's own BTF (loader/core_reloc.py) where it publishes one.
 """
 
 from __future__ import annotations
