@@ -166,3 +166,50 @@ def test_linux_verifier_refusal_is_one_line_with_the_log_shortened(capsys, tmp_p
     line = one_line_error(err)
     assert code == 1 and "verifier rejected it" in line
     assert "invalid mem access 'map_value_or_null'" in line
+
+
+UPROBE_PROGRAM = r"""
+#include <linux/bpf.h>
+#include <linux/ptrace.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+struct event { __u32 pid; __u32 arg; char comm[16]; };
+struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 4096 * 4); } rb SEC(".maps");
+SEC("uprobe")
+int on_marker(struct pt_regs *ctx) {
+    struct event *e = bpf_ringbuf_reserve(&rb, sizeof(*e), 0);
+    if (!e) return 0;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->arg = (__u32)PT_REGS_PARM1(ctx);
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+TARGET = r"""
+#include <stdio.h>
+__attribute__((noinline)) int bpfload_marker(int x) { __asm__ volatile(""); return x + 1; }
+int main(void) { int s = 0; for (int i = 0; i < 3; i++) s += bpfload_marker(40 + i); printf("%d\n", s); return 0; }
+"""
+
+
+@needs_bpf
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
+def test_linux_uprobe_on_a_function_of_our_binary(tmp_path):
+    (tmp_path / "up.bpf.c").write_text(UPROBE_PROGRAM)
+    (tmp_path / "target.c").write_text(TARGET)
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-I/usr/include/x86_64-linux-gnu",
+                    "-c", str(tmp_path / "up.bpf.c"), "-o", str(tmp_path / "up.bpf.o")], check=True)
+    target = tmp_path / "target"
+    subprocess.run(["clang", "-O1", "-o", str(target), str(tmp_path / "target.c")], check=True)
+    proc = start(str(tmp_path / "up.bpf.o"), "--kernel", "linux", "--uprobe", f"{target}:bpfload_marker",
+                 "--json", "--duration", "3")
+    assert wait_attached(proc).startswith("Attached on_marker to uprobe"), proc.stderr.read()
+    ran = subprocess.run([str(target)], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "126"
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    events = [o["event"] for o in map(json.loads, out.splitlines()) if o["type"] == "event"]
+    assert [(e["comm"], e["arg"]) for e in events] == [("target", 40), ("target", 41), ("target", 42)]
+    assert len({e["pid"] for e in events}) == 1
