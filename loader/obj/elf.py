@@ -136,7 +136,9 @@ def parse_object(data: bytes, name: str = "<bytes>") -> BpfObject:
     except ObjectError:
         raise
     except (BtfError, RecursionError) as e:
-        parser.fail(str(e), offset=getattr(e, "offset", None))
+        # A BTF lookup failing while maps are read (the BTF section itself was parsed fine):
+        # the section being read is named; a BTF-relative offset would mislead there.
+        parser.fail(str(e))
     except Exception as e:  # pyelftools / construct / struct errors on malformed input
         parser.fail(f"malformed ELF ({type(e).__name__}: {e})")
 

@@ -4,6 +4,11 @@ The section name decides the program type, the expected attach type given to BPF
 and (for probes and tracepoints) where the program attaches. Both spellings are accepted:
 libbpf's "kprobe/do_sys_openat2" and Aya's bare "kprobe" (the target then comes from the
 attach call, and the program name from the function symbol).
+
+`attach_target` is what libbpf would attach to by default. Older Aya macros wrote
+"kprobe/<program name>", so for Aya objects the text after the slash may be the program's own
+name rather than a kernel function: Aya's API always names the target in attach(), and so
+does bpfload's Ebpf API; the section's target is only a default (for `bpfload run`).
 """
 
 from __future__ import annotations
