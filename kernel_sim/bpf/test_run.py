@@ -5,7 +5,7 @@ What Linux 6.18 does and this module mirrors (errnos measured on the real kernel
   fd must be a program (EBADF / EINVAL), a type without test_run is ENOTSUPP (524);
 - skb types (socket filter, sched_cls/act, cgroup_skb, lwt): data of 14..3712 bytes, flags
   other than CHECKSUM_COMPLETE, cpu or batch_size -> EINVAL; the program sees a __sk_buff with
-  len, pkt_type, protocol (from the Ethernet type), mark, priority, ingress_ifindex, ifindex 1,
+  len, pkt_type (as eth_type_trans on lo decides), protocol (from the Ethernet type), mark, priority, ingress_ifindex, ifindex 1,
   cb, wire_len, tstamp, gso_segs/size, hwtstamp and, for tc types, data/data_end/data_meta as
   64-bit pointers (kernel_sim/vm/ctxaccess.py). Socket filters see the packet from the L3
   header (len = size - 14) and get the Ethernet header back zeroed, as Linux's test run does.
@@ -164,6 +164,17 @@ def _u32(buf, off: int) -> int:
 
 
 # -- skb --------------------------------------------------------------------------------------------
+PACKET_HOST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 2, 3
+
+
+def _pkt_type(dest: bytes) -> int:
+    """eth_type_trans on lo (address and broadcast address all zero): any group address is
+    multicast (lo has no broadcast address), a unicast one other than lo's is another host's."""
+    if dest[0] & 1:
+        return PACKET_MULTICAST
+    return PACKET_HOST if dest == bytes(6) else PACKET_OTHERHOST
+
+
 def _check_skb_ctx(ctx: bytearray) -> None:
     allowed = bytearray(SK_BUFF_SIZE)
     for off, n in _SKB_SETTABLE:
@@ -193,13 +204,13 @@ def _run_skb(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
         if _u32(ctx, _GSO_SEGS) > GSO_MAX_SEGS:
             raise oserror(errno.EINVAL)
     struct.pack_into("<I", ctx, _LEN, skb_len)
-    struct.pack_into("<I", ctx, _PKT_TYPE, 0)  # PACKET_HOST
+    struct.pack_into("<I", ctx, _PKT_TYPE, _pkt_type(packet[:6]))
     proto = struct.unpack_from(">H", packet, 12)[0]
     if proto < 0x600:
         proto = 0x0001 if packet[ETH_HLEN:ETH_HLEN + 2] == b"\xff\xff" else 0x0004
     struct.pack_into("<I", ctx, _PROTOCOL, int.from_bytes(proto.to_bytes(2, "big"), "little"))
     struct.pack_into("<I", ctx, _IFINDEX, 1)
-    if not _u32(ctx, _WIRE_LEN):
+    if ctx_user is not None and not _u32(ctx, _WIRE_LEN):  # without a ctx, wire_len stays 0
         struct.pack_into("<I", ctx, _WIRE_LEN, skb_len)
 
     def start_run():
