@@ -856,3 +856,59 @@ def scenario_special_maps(r: Rec) -> None:
 
 def test_special_maps_match_linux(both):
     run_both(both, scenario_special_maps)
+
+
+def _spin_lock_btf(u: MapUser) -> int:
+    """BTF: [1] int, [2] struct bpf_spin_lock { int val; }, [3] struct { lock; int x; }, [4] { int x; lock; }."""
+    strs = b"\0int\0bpf_spin_lock\0val\0l\0x\0"
+
+    def off(name: str) -> int:
+        return strs.index(name.encode() + b"\0")
+
+    types = struct.pack("<IIII", off("int"), 1 << 24, 4, (1 << 24) | 32)
+    types += struct.pack("<III", off("bpf_spin_lock"), (4 << 24) | 1, 4) + struct.pack("<III", off("val"), 1, 0)
+    types += struct.pack("<III", off("val"), (4 << 24) | 2, 8)
+    types += struct.pack("<III", off("l"), 2, 0) + struct.pack("<III", off("x"), 1, 32)
+    types += struct.pack("<III", off("val"), (4 << 24) | 2, 8)
+    types += struct.pack("<III", off("x"), 1, 0) + struct.pack("<III", off("l"), 2, 32)
+    blob = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs)) + types + strs
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    fd = u.sys.bpf(B.BTF_LOAD, make_attr(BtfLoadAttr, btf=ctypes.addressof(buf), btf_size=len(blob)))
+    u.fds.append(fd)
+    return fd
+
+
+def scenario_spin_lock(r: Rec) -> None:
+    """BPF_F_LOCK with a struct bpf_spin_lock in the value: allowed, lock word hidden, no freeze/mmap."""
+    u = r.u
+    btf = _spin_lock_btf(u)
+    for name, args in {"hash": (T.HASH, 4, 8, 4), "array": (T.ARRAY, 4, 8, 4), "percpu hash": (T.PERCPU_HASH, 4, 8, 4),
+                       "lru": (T.LRU_HASH, 4, 8, 4), "mmapable array": (T.ARRAY, 4, 8, 4, BPF_F_MMAPABLE),
+                       "percpu array": (T.PERCPU_ARRAY, 4, 8, 4),
+                       "hash no prealloc": (T.HASH, 4, 8, 4, BPF_F_NO_PREALLOC)}.items():
+        r.create(f"create {name}", *args, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=3)
+    for vt in (3, 4):
+        h = u.create(T.HASH, 4, 8, 4, BPF_F_ZERO_SEED, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=vt)
+        r(f"{vt}: update F_LOCK", u.update, h, k(1), bytes(range(1, 9)), BPF_F_LOCK)
+        r(f"{vt}: lookup", u.lookup, h, k(1), 8)
+        r(f"{vt}: lookup F_LOCK", u.lookup, h, k(1), 8, BPF_F_LOCK)
+        r(f"{vt}: update", u.update, h, k(1), bytes(range(11, 19)))
+        r(f"{vt}: F_LOCK|NOEXIST", u.update, h, k(1), bytes(8), BPF_F_LOCK | BPF_NOEXIST)
+        r(f"{vt}: F_LOCK|EXIST", u.update, h, k(1), bytes(range(21, 29)), BPF_F_LOCK | BPF_EXIST)
+        r(f"{vt}: F_LOCK new key", u.update, h, k(2), bytes(range(31, 39)), BPF_F_LOCK)
+        r(f"{vt}: keys (F_LOCK updates in place)", u.keys, h, 4)
+        r(f"{vt}: lookup_and_delete F_LOCK", u.lookup_and_delete, h, k(2), 8, BPF_F_LOCK)
+        r(f"{vt}: lookup batch F_LOCK", lambda h=h: u.batch(B.MAP_LOOKUP_BATCH, h, 4, 4, 8, elem_flags=BPF_F_LOCK)[:4])
+        r(f"{vt}: update batch F_LOCK", lambda h=h: u.batch(B.MAP_UPDATE_BATCH, h, 1, 4, 8, keys=k(3),
+                                                            values=bytes(range(41, 49)), elem_flags=BPF_F_LOCK)[:2])
+        r(f"{vt}: freeze", u.freeze, h)
+    a = u.create(T.ARRAY, 4, 8, 2, BPF_F_MMAPABLE, btf_fd=btf, btf_key_type_id=1, btf_value_type_id=3)
+    r("array update F_LOCK", u.update, a, k(0), bytes(range(1, 9)), BPF_F_LOCK)
+    r("array lookup", u.lookup, a, k(0), 8)
+    r("array lookup batch", lambda: u.batch(B.MAP_LOOKUP_BATCH, a, 2, 4, 8, elem_flags=BPF_F_LOCK, batch_size=4)[:4])
+    r("array freeze", u.freeze, a)
+    r("array mmap", lambda: u.sys.munmap(u.sys.mmap(a, 4096, mmap.PROT_READ, mmap.MAP_SHARED, 0)))
+
+
+def test_spin_lock_values_match_linux(both):
+    run_both(both, scenario_spin_lock)

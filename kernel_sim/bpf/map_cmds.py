@@ -27,6 +27,7 @@ from ..uapi.bpf import (
 from ..usermem import copy_from_user, copy_to_user
 from .maps import ENOTSUPP, MAP_TYPES, BpfMapFile, UnifiedMap
 from .maps.base import NUMA_NO_NODE, file_flags
+from .maps.btf_fields import spin_lock_offset
 from .maps.hash import HashMap
 from .prog import obj_name
 from .syscall import bpf_command, check_attr_unused_zero
@@ -103,6 +104,11 @@ def _attach_btf(m: UnifiedMap, a: MapCreateAttr) -> None:
             got = _btf_type_size(btf, type_id) if type_id else None
             if got is not None and got != size:
                 raise oserror(errno.EINVAL)
+        lock = spin_lock_offset(btf, a.btf_value_type_id)
+        if lock is not None:
+            if m.map_type not in SPIN_LOCK_MAP_TYPES:
+                raise oserror(errno.EOPNOTSUPP)
+            m.spin_lock_off = lock
     btf.refs += 1
     m.btf = btf
     m.btf_key_type_id = a.btf_key_type_id
@@ -152,9 +158,13 @@ def _elem_attr(attr: memoryview, cmd: int) -> MapElemAttr:
     return MapElemAttr.from_attr(attr)
 
 
-def _no_spin_lock(flags: int) -> None:
-    if flags & BPF_F_LOCK:
-        raise oserror(errno.EINVAL)
+def _no_spin_lock(m: UnifiedMap, flags: int) -> None:
+    """BPF_F_LOCK needs a struct bpf_spin_lock in the value (else EINVAL)."""
+    m.lock_flag(flags)
+
+
+SPIN_LOCK_MAP_TYPES = {MapType.HASH, MapType.ARRAY, MapType.CGROUP_STORAGE, MapType.SK_STORAGE,
+                       MapType.INODE_STORAGE, MapType.TASK_STORAGE, MapType.CGRP_STORAGE}
 
 
 @bpf_command(BpfCmd.MAP_LOOKUP_ELEM)
@@ -165,13 +175,13 @@ def map_lookup_elem(kernel: Kernel, attr: memoryview) -> int:
     f = map_file(a.map_fd)
     if not f.can_read:
         raise oserror(errno.EPERM)
-    _no_spin_lock(a.flags)
     m = f.map
+    _no_spin_lock(m, a.flags)
     key = copy_key(m, a.key)
     if m.map_type == MapType.BLOOM_FILTER:  # the value is the input: is it (probably) in the set?
         m.sys_peek(copy_from_user(a.value, m.value_size))
         return 0
-    copy_to_user(a.value, m.sys_lookup(key, a.flags))
+    copy_to_user(a.value, m.hide_lock(m.sys_lookup(key, a.flags)))
     return 0
 
 
@@ -181,11 +191,11 @@ def map_update_elem(kernel: Kernel, attr: memoryview) -> int:
     f = map_file(a.map_fd)
     if not f.can_write:
         raise oserror(errno.EPERM)
-    _no_spin_lock(a.flags)
     m = f.map
+    _no_spin_lock(m, a.flags)
     key = copy_key(m, a.key)
     value = copy_from_user(a.value, m.user_value_size)
-    m.sys_update(key, value, a.flags, f)
+    m.sys_update(key, m.hide_lock(value), a.flags, f)
     return 0
 
 
@@ -223,9 +233,9 @@ def map_lookup_and_delete_elem(kernel: Kernel, attr: memoryview) -> int:
     m = f.map
     if a.flags and m.map_type in (MapType.QUEUE, MapType.STACK):
         raise oserror(errno.EINVAL)
-    _no_spin_lock(a.flags)
+    _no_spin_lock(m, a.flags)
     key = copy_key(m, a.key)
-    copy_to_user(a.value, m.sys_lookup_and_delete(key, a.flags))
+    copy_to_user(a.value, m.hide_lock(m.sys_lookup_and_delete(key, a.flags)))
     return 0
 
 
@@ -243,14 +253,15 @@ def _write_count(attr: memoryview, a: MapBatchAttr, count: int) -> None:
     a.write_field(attr, "count")
 
 
-def _check_elem_flags(a: MapBatchAttr) -> None:
-    if a.elem_flags & ~BPF_F_LOCK or a.elem_flags & BPF_F_LOCK:
+def _check_elem_flags(m: UnifiedMap, a: MapBatchAttr) -> None:
+    if a.elem_flags & ~BPF_F_LOCK:
         raise oserror(errno.EINVAL)
+    m.lock_flag(a.elem_flags)
 
 
 def _htab_lookup_batch(m: HashMap, attr: memoryview, a: MapBatchAttr, delete: bool) -> int:
     """Linux's __htab_map_lookup_and_delete_batch: tokens are u32 bucket indexes."""
-    _check_elem_flags(a)
+    _check_elem_flags(m, a)
     if a.flags:
         raise oserror(errno.EINVAL)
     max_count = a.count
@@ -263,7 +274,7 @@ def _htab_lookup_batch(m: HashMap, attr: memoryview, a: MapBatchAttr, delete: bo
     entries, nxt, err = m.lookup_batch(batch, max_count, delete)
     if entries:
         copy_to_user(a.keys, b"".join(k for k, _ in entries))
-        copy_to_user(a.values, b"".join(v for _, v in entries))
+        copy_to_user(a.values, b"".join(m.hide_lock(v) for _, v in entries))
     copy_to_user(a.out_batch, nxt.to_bytes(4, "little"))
     _write_count(attr, a, len(entries))
     if err:
@@ -272,7 +283,7 @@ def _htab_lookup_batch(m: HashMap, attr: memoryview, a: MapBatchAttr, delete: bo
 
 
 def _generic_lookup_batch(m: UnifiedMap, attr: memoryview, a: MapBatchAttr) -> int:
-    _check_elem_flags(a)
+    _check_elem_flags(m, a)
     max_count = a.count
     if max_count == 0:
         return 0
@@ -295,7 +306,7 @@ def _generic_lookup_batch(m: UnifiedMap, attr: memoryview, a: MapBatchAttr) -> i
             prev = key
             continue
         copy_to_user(a.keys + cp * ks, key)
-        copy_to_user(a.values + cp * vs, value)
+        copy_to_user(a.values + cp * vs, m.hide_lock(value))
         prev = key
         cp += 1
     _write_count(attr, a, cp)
@@ -307,7 +318,7 @@ def _generic_lookup_batch(m: UnifiedMap, attr: memoryview, a: MapBatchAttr) -> i
 
 
 def _generic_update_batch(m: UnifiedMap, f: BpfMapFile, attr: memoryview, a: MapBatchAttr, delete: bool) -> int:
-    _check_elem_flags(a)
+    _check_elem_flags(m, a)
     max_count = a.count
     if max_count == 0:
         return 0
@@ -321,7 +332,7 @@ def _generic_update_batch(m: UnifiedMap, f: BpfMapFile, attr: memoryview, a: Map
             if delete:
                 m.sys_delete(key)
             else:
-                m.sys_update(key, copy_from_user(a.values + cp * vs, vs), a.elem_flags, f)
+                m.sys_update(key, m.hide_lock(copy_from_user(a.values + cp * vs, vs)), a.elem_flags, f)
         except OSError as e:
             err = e
             break
@@ -367,9 +378,11 @@ def map_freeze(kernel: Kernel, attr: memoryview) -> int:
     check_attr_unused_zero(attr, FREEZE_END)
     fd = int.from_bytes(bytes(attr[:4]).ljust(4, b"\0"), "little")
     f = map_file(fd)
+    m = f.map
+    if m.spin_lock_off is not None:
+        raise oserror(ENOTSUPP)
     if not f.can_write:
         raise oserror(errno.EPERM)
-    m = f.map
     with m.lock:
         if m.writable_mmaps or m.frozen:
             raise oserror(errno.EBUSY)

@@ -20,7 +20,6 @@ from ...uapi.bpf import (
     BPF_F_CURRENT_CPU,
     BPF_F_INDEX_MASK,
     BPF_F_INNER_MAP,
-    BPF_F_LOCK,
     BPF_F_MMAPABLE,
     BPF_F_NUMA_NODE,
     BPF_F_PRESERVE_ELEMS,
@@ -118,8 +117,7 @@ class ArrayMap(UnifiedMap):
 
     def _check_update(self, idx: int, flags: int) -> None:
         check_update_flags(flags)
-        if flags & BPF_F_LOCK:
-            raise oserror(errno.EINVAL)
+        flags = self.lock_flag(flags)
         if idx >= self.max_entries:
             raise oserror(errno.E2BIG)
         if flags & BPF_NOEXIST:
@@ -147,6 +145,8 @@ class ArrayMap(UnifiedMap):
     def mmap(self, file: BpfMapFile, length: int, prot: int, flags: int, offset: int):
         """Linux's bpf_map_mmap + array_map_mmap for BPF_F_MMAPABLE arrays (the same pages)."""
         write = bool(prot & mmap.PROT_WRITE)
+        if self.spin_lock_off is not None:
+            raise oserror(ENOTSUPP)
         if not flags & mmap.MAP_SHARED or (file.flags & O_ACCMODE) == O_RDONLY:
             raise oserror(errno.EINVAL)
         with self.lock:

@@ -157,6 +157,7 @@ class UnifiedMap:
         self.lock = threading.RLock()
         self.wq = WaitQueue()
         self.frozen = False
+        self.spin_lock_off: int | None = None  # a struct bpf_spin_lock in the value (from BTF)
         self.writable_mmaps = 0
         self.refs = 0
         self.usercnt = 0
@@ -227,6 +228,21 @@ class UnifiedMap:
         return BpfMapFile(self, file_flags(flags))
 
     # -- syscall side --------------------------------------------------------------------------
+    def lock_flag(self, flags: int) -> int:
+        """BPF_F_LOCK is valid only with a bpf_spin_lock in the value: EINVAL, else the flags without it."""
+        if flags & BPF_F_LOCK:
+            if self.spin_lock_off is None:
+                raise oserror(errno.EINVAL)
+            return flags & ~BPF_F_LOCK
+        return flags
+
+    def hide_lock(self, value: bytes) -> bytes:
+        """Userland never sees or sets the lock word (Linux copies around special fields)."""
+        off = self.spin_lock_off
+        if off is None:
+            return value
+        return value[:off] + bytes(4) + value[off + 4:]
+
     @property
     def user_value_size(self) -> int:
         """How many value bytes userland passes (Linux's bpf_map_value_size)."""

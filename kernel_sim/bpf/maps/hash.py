@@ -202,9 +202,14 @@ class HashMap(UnifiedMap):
 
     def _update(self, key: bytes, value, flags: int, cpu: int, from_prog: bool) -> None:
         check_update_flags(flags)
-        if flags & BPF_F_LOCK:
-            raise oserror(errno.EINVAL)
+        locked = bool(flags & BPF_F_LOCK)
+        flags = self.lock_flag(flags)
         with self.lock:
+            if locked and key in self._slots:  # BPF_F_LOCK: the value is updated in place, under its lock
+                if flags == BPF_NOEXIST:
+                    raise oserror(errno.EEXIST)
+                self._write(self._slots[key], value, cpu, from_prog, new=False)
+                return
             if self.lru:
                 self._lru_update(key, value, flags, cpu, from_prog)
                 return
