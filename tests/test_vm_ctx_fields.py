@@ -88,3 +88,24 @@ def test_xdp_md_fields_read_as_on_linux(kernels, name):
     sim, linux = kernels
     assert _read(sim, ProgType.XDP, XDP_FIELDS[name], ETH_IPV4) == _read(linux, ProgType.XDP, XDP_FIELDS[name],
                                                                          ETH_IPV4)
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.SOCKET_FILTER, ProgType.SCHED_CLS])
+def test_sk_buff_ctx_out_is_linux_bytes(kernels, prog_type):
+    """The whole __sk_buff that comes back (what convert_skb_to___skb copies out) is Linux's."""
+    from kernel_sim.vm.asm import st
+
+    ctx = bytearray(192)
+    struct.pack_into("<IIII", ctx, 8, 0x10, 0, 0, 0)
+    struct.pack_into("<I", ctx, 32, 3)
+    struct.pack_into("<Q", ctx, 152, 123456789)
+    struct.pack_into("<I", ctx, 176, 1400)
+    struct.pack_into("<Q", ctx, 184, 42)
+    prog = [st(W, 1, 48, 0x1234), st(W, 1, 64, 9), ldx(W, 0, 1, 0), exit_()]
+    outs = []
+    for sys in kernels:
+        fd = load(sys, prog_type, prog)
+        r = prog_run(sys, fd, ETH_IPV4, ctx=bytes(ctx), ctx_out=192)
+        sys.close(fd)
+        outs.append((r.err, r.retval, r.ctx_size_out, r.ctx))
+    assert outs[0] == outs[1]
