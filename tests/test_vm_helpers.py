@@ -436,3 +436,10 @@ def test_perf_event_output_appends_packet_bytes(kind, ctx_len, expect):
         assert r0 == (-errno.EFAULT) & U64 and fake.out == []
     else:
         assert r0 == 0 and fake.out == [(0, 0xFFFFFFFF, expect)]
+
+
+@pytest.mark.parametrize("helper, delta, repeat", [(H.xdp_adjust_head, 2, 3), (H.xdp_adjust_tail, -5, 4)])
+def test_xdp_repeat_runs_on_the_same_frame(bpf_kernel, helper, delta, repeat):
+    fd = load(bpf_kernel, ProgType.XDP, _xdp_adjust(helper, delta))
+    r = prog_run(bpf_kernel, fd, bytes(range(1, 65)), data_out=4096, repeat=repeat)
+    assert (r.err, r.data_size_out) == (0, 64 - abs(delta) * repeat)
