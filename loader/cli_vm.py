@@ -4,6 +4,8 @@ The conformance runner starts the plugin with the input memory as hex bytes on t
 line, writes the program as hex bytes to stdin and reads r0 in hex from stdout; any error is a
 message and a non-zero exit. The VM environment is kernel_sim.bpf.engine.run_raw's:
 r1 = memory (or 0), r2 = its length, helper 5 returns its argument (0 ends the program).
+The runner passes only MEM-HEX and its own options to the plugin, so point it at a one-line
+wrapper: ``#!/bin/sh`` + ``exec bpfload vm exec "$@"`` (add ``--engine jit`` for the JIT).
 """
 
 from __future__ import annotations

@@ -443,3 +443,24 @@ def test_xdp_repeat_runs_on_the_same_frame(bpf_kernel, helper, delta, repeat):
     fd = load(bpf_kernel, ProgType.XDP, _xdp_adjust(helper, delta))
     r = prog_run(bpf_kernel, fd, bytes(range(1, 65)), data_out=4096, repeat=repeat)
     assert (r.err, r.data_size_out) == (0, 64 - abs(delta) * repeat)
+
+
+def test_current_comm_and_uid(bpf_kernel):
+    """bpf_get_current_comm fills 16 bytes (NUL-padded) with the caller's comm; uid_gid packs both."""
+    import os
+
+    out = map_create(bpf_kernel, MapType.ARRAY, 4, 16, 1)
+    prog = [
+        st(DW, 10, -16, -1), st(DW, 10, -8, -1),
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-16), mov64(2, imm=16), call(H.get_current_comm), mov64(6, 0),
+        st(W, 10, -20, 0), map_fd(1, out), mov64(2, 10), alu64(BPF_ADD, 2, imm=-20), mov64(3, 10),
+        alu64(BPF_ADD, 3, imm=-16), mov64(4, imm=0), call(H.map_update_elem),
+        call(H.get_current_uid_gid), alu64(0x70, 0, imm=32), alu64(0x60, 0, imm=8), alu64(0x40, 0, 6), exit_(),
+    ]
+    r = prog_run(bpf_kernel, load(bpf_kernel, ProgType.RAW_TRACEPOINT, prog))
+    if bpf_kernel.kind == "linux":
+        comm, gid = open("/proc/self/comm").read().strip().encode(), os.getgid()
+    else:
+        comm, gid = bpf_kernel.task.comm.encode(), bpf_kernel.task.gid
+    assert r.retval == gid << 8
+    assert map_lookup(bpf_kernel, out, struct.pack("<I", 0), 16) == comm[:15].ljust(16, b"\0")
