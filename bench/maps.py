@@ -88,6 +88,8 @@ def main() -> None:
         rows.append((name, "sim program API", *bench_program_side(sim, mt, args.n, args.entries)))
         if args.linux:
             rows.append((name, "linux bpf()", *bench_syscalls(open_kernel("linux"), mt, args.n, args.entries)))
+    for name, mt in (("lru", MapType.LRU_HASH), ("pcpu_a", MapType.PERCPU_ARRAY)):
+        rows.append((name, "sim program API", *bench_program_side(sim, mt, args.n, args.entries)))
     print(f"{'map':6} {'path':18} {'lookups/s':>12} {'updates/s':>12}   (n={args.n}, max_entries={args.entries})")
     for name, path, look, up in rows:
         print(f"{name:6} {path:18} {look:12,.0f} {up:12,.0f}")

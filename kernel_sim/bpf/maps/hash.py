@@ -98,6 +98,7 @@ class HashMap(UnifiedMap):
         self.n_buckets = roundup_pow_of_two(self.max_entries)
         self.seed = 0 if self.map_flags & BPF_F_ZERO_SEED else random.getrandbits(32)
         self.stride = round8(self.value_size)
+        self._pad = bytes(self.stride - self.value_size)
         nslots = self.max_entries + (0 if self.lru else kernel.ncpus)  # LRU nodes are the elements
         if nslots * self.stride * (kernel.ncpus if self.percpu else 1) > SIM_MAX_MAP_BYTES:
             raise oserror(errno.ENOMEM)
@@ -365,10 +366,40 @@ class HashMap(UnifiedMap):
         return self.base + slot * self.stride
 
     def prog_update(self, key: bytes, value: bytes, flags: int = 0, cpu: int = 0) -> int:
+        if flags <= BPF_EXIST and type(self) is HashMap:
+            return self._fast_update(bytes(key), bytes(value), flags)
         try:
             self._update(bytes(key), bytes(value)[:self.value_size], flags, cpu, from_prog=True)
         except OSError as e:
             return -e.errno
+        return 0
+
+    def _fast_update(self, key: bytes, value: bytes, flags: int) -> int:
+        """bpf_map_update_elem on a plain hash map: _update's semantics without its generality
+        (this is the per-event path of most tracing programs)."""
+        stride = self.stride
+        data = value[:self.value_size] + self._pad
+        with self.lock:
+            old = self._slots.get(key)
+            if old is None:
+                if flags == BPF_EXIST:
+                    return -errno.ENOENT
+                if len(self._slots) >= self.max_entries:
+                    return -errno.E2BIG
+            elif flags == BPF_NOEXIST:
+                return -errno.EEXIST
+            slot = self._free.popleft() if self._free else self._take_slot()
+            off = slot * stride
+            self.values[off:off + stride] = data
+            self._slots[key] = slot
+            if old is None:
+                self._link(key)
+            else:
+                lst = self._buckets[self._bucket_of[key]]
+                if lst[0] != key:
+                    lst.remove(key)
+                    lst.insert(0, key)
+                self._free.append(old)
         return 0
 
     def prog_delete(self, key: bytes) -> int:
