@@ -19,6 +19,7 @@ from kernel_sim.uapi.bpf import (
     BpfCmd,
     BpfMapInfo,
     InfoAttr,
+    MapBatchAttr,
     MapElemAttr,
     MapFreezeAttr,
     MapType,
@@ -181,6 +182,41 @@ class MapData:
             raise
         return nbuf.raw
 
+    def iter_batch(self, value_size: int, chunk: int = 256) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs with BPF_MAP_LOOKUP_BATCH, ``chunk`` entries per call.
+
+        Tokens are opaque (a bucket index for hash maps, the last key for others): the buffers
+        are sized for either. ENOSPC (a hash bucket larger than the chunk) doubles the chunk.
+        Raises the first call's OSError (EINVAL/ENOTSUP where the map type has no batch ops).
+        """
+        ks = self.key_size
+        token = max(ks, 8)
+        in_b, out_b = _buf(token), _buf(token)
+        first = True
+        while True:
+            keys, values = _buf(max(chunk * ks, 1)), _buf(max(chunk * value_size, 1))
+            attr = make_attr(MapBatchAttr, in_batch=0 if first else ctypes.addressof(in_b),
+                             out_batch=ctypes.addressof(out_b), keys=ctypes.addressof(keys),
+                             values=ctypes.addressof(values), count=chunk, map_fd=self.fd)
+            done = False
+            try:
+                self.sys.bpf(BpfCmd.MAP_LOOKUP_BATCH, attr)
+            except OSError as e:
+                if e.errno == errno.ENOSPC and chunk < 1 << 16 and MapBatchAttr.from_attr(attr).count == 0:
+                    chunk *= 2
+                    continue
+                if e.errno != errno.ENOENT:
+                    raise
+                done = True
+            n = MapBatchAttr.from_attr(attr).count
+            kraw, vraw = keys.raw, values.raw
+            for i in range(n):
+                yield kraw[i * ks : (i + 1) * ks], vraw[i * value_size : (i + 1) * value_size]
+            if done:
+                return
+            ctypes.memmove(in_b, out_b, token)
+            first = False
+
     def iter_keys(self) -> Iterator[bytes]:
         key = self.next_key(None)
         seen = 0
@@ -325,8 +361,27 @@ class Map:
     def __iter__(self) -> Iterator[Any]:
         return self.keys()
 
+    # Errnos that mean "no batch lookup for this map/kernel": fall back to GET_NEXT_KEY + LOOKUP.
+    _NO_BATCH = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, 524})
+
     def items(self) -> Iterator[tuple[Any, Any]]:
-        """(key, value) pairs; keys deleted between GET_NEXT_KEY and LOOKUP are skipped."""
+        """(key, value) pairs: one BPF_MAP_LOOKUP_BATCH per chunk where the kernel has it, else
+        GET_NEXT_KEY + LOOKUP per key (keys deleted in between are skipped)."""
+        batch = self.data.iter_batch(self._value_buf_size())
+        try:
+            first = next(batch, None)
+        except OSError as e:
+            if e.errno not in self._NO_BATCH:
+                raise
+        else:
+            if first is not None:
+                yield self.key_codec.decode(first[0]), self._decode_value(first[1])
+                for kraw, vraw in batch:
+                    yield self.key_codec.decode(kraw), self._decode_value(vraw)
+            return
+        yield from self._items_by_key()
+
+    def _items_by_key(self) -> Iterator[tuple[Any, Any]]:
         for raw in self.data.iter_keys():
             try:
                 value = self.data.lookup(raw, value_size=self._value_buf_size())
@@ -384,7 +439,7 @@ class Array(Map):
         self._check_index(index)
         return super().__getitem__(index)
 
-    def items(self) -> Iterator[tuple[int, Any]]:
+    def _items_by_key(self) -> Iterator[tuple[int, Any]]:
         for i in range(self.data.max_entries):
             yield i, self[i]
 

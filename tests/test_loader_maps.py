@@ -235,3 +235,53 @@ def test_hash_map_behaves_like_a_bounded_dict(sys, ops):
         assert dict(h.items()) == model
     finally:
         h.close()
+
+
+class CountingSys:
+    """Counts bpf() commands going through to the wrapped kernel."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self.cmds: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def bpf(self, cmd, attr):
+        self.cmds.append(int(cmd))
+        return self.inner.bpf(cmd, attr)
+
+
+@pytest.mark.parametrize("map_type, value_size", [(MapType.HASH, 8), (MapType.PERCPU_HASH, 12),
+                                                  (MapType.ARRAY, 8), (MapType.LRU_HASH, 8)])
+def test_items_in_batches_match_key_by_key(sys, map_type, value_size):
+    counting = CountingSys(sys)
+    n = 700
+    data = create(counting, map_type, 4, value_size, n)
+    m = typed_map(data)
+    ncpu = nr_possible_cpus(sys)
+    for k in range(n):
+        v = k * 3 if value_size == 8 else (k * 3).to_bytes(value_size, "little")
+        m[k] = [v] * ncpu if map_type == MapType.PERCPU_HASH else v
+    counting.cmds.clear()
+    batched = dict(m.items())
+    used = list(counting.cmds)
+    assert dict(m._items_by_key()) == batched
+    assert len(batched) == n or map_type == MapType.LRU_HASH  # LRU evicts before it is full, on both kernels
+    assert used.count(BpfCmd.MAP_LOOKUP_BATCH) <= n // 256 + 2  # a few calls, not 2 per key
+    assert BpfCmd.MAP_GET_NEXT_KEY not in used
+    m.close()
+
+
+def test_batch_refused_falls_back_to_keys(sys):
+    class NoBatch(CountingSys):
+        def bpf(self, cmd, attr):
+            if cmd == BpfCmd.MAP_LOOKUP_BATCH:
+                raise OSError(errno.EINVAL, "no batch ops")
+            return super().bpf(cmd, attr)
+
+    h = HashMap(create(NoBatch(sys), MapType.HASH, 4, 8, 8))
+    h[1], h[2] = 10, 20
+    assert sorted(h.items()) == [(1, 10), (2, 20)]
+    h.close()
