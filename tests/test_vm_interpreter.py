@@ -257,3 +257,19 @@ def test_a_loaded_program_that_faults_stops_with_zero_and_is_logged(caplog):
         assert "bpf prog faulty stopped: invalid read of 8 bytes" in caplog.text
         assert engine.run_ctx(bytes(16)) == 0 and engine.faults == 2
     assert not [k for k in kernel.vm.regions if k >= 0xFFFFC000]  # the runs' stacks and ctx are unmapped
+
+
+@pytest.mark.parametrize("helper_id, args", [
+    (113, (0, 1 << 40, 0)),            # probe_read_kernel of 1 TiB into the stack
+    (112, (0, 1 << 40, 0)),            # probe_read_user
+    (115, (0, 1 << 40, 0)),            # probe_read_kernel_str
+    (16, (0, 1 << 40, 0)),             # get_current_comm
+])
+def test_absurd_helper_sizes_are_efault_not_memory_errors(helper_id, args):
+    """Unverified code asking a helper for a huge size gets -EFAULT; nothing is allocated."""
+    from kernel_sim.vm.helpers import helper_table
+
+    dst_from_fp = [mov64(1, 10), alu64(0x00, 1, imm=-16)]
+    prog = [*dst_from_fp, asm.lddw(2, args[1]), mov64(3, imm=args[2]), asm.call(helper_id), exit_()]
+    r0, _ = run(*prog, helpers=helper_table())
+    assert r0 == (-14) & U64

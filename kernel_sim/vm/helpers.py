@@ -46,6 +46,18 @@ def _map(run, addr: int):
     return run.vm.object_at(addr)
 
 
+def _room(run, addr: int, size: int) -> bool:
+    """Whether [addr, addr + size) is mapped VM memory (checked before allocating size bytes)."""
+    buf, off = run.vm.region(addr)
+    return buf is not None and 0 <= size and off + size <= len(memoryview(buf).cast("B"))
+
+
+def _zero(run, addr: int, size: int) -> None:
+    """Clear a destination the way Linux's helpers do on failure (only if it is all mapped)."""
+    if _room(run, addr, size):
+        run.vm.write(addr, bytes(size))
+
+
 def _write(run, addr: int, data: bytes) -> bool:
     return run.vm.write(addr, bytes(data))
 
@@ -115,9 +127,11 @@ def _compat_str_reader(run, addr: int, size: int) -> bytes | int:
 
 def _probe_read(reader):
     def helper(run, dst, size, src, r4, r5) -> int:
+        if not _room(run, dst, size):
+            return neg(errno.EFAULT)  # the verifier makes this impossible; never allocate for it
         data = reader(run, src, size) if size else b""
         if isinstance(data, int):
-            _write(run, dst, bytes(size))
+            _zero(run, dst, size)
             return neg(data)
         return 0 if _write(run, dst, data) else neg(errno.EFAULT)
 
@@ -128,9 +142,11 @@ def _probe_read_str(reader):
     def helper(run, dst, size, src, r4, r5) -> int:
         if size == 0:
             return 0
+        if not _room(run, dst, size):
+            return neg(errno.EFAULT)
         data = reader(run, src, size)
         if isinstance(data, int):
-            _write(run, dst, bytes(size))
+            _zero(run, dst, size)
             return neg(data)
         _write(run, dst, data + b"\0")
         return len(data) + 1
@@ -214,8 +230,10 @@ def get_current_uid_gid(run, r1, r2, r3, r4, r5) -> int:
 
 def get_current_comm(run, buf, size, r3, r4, r5) -> int:
     task = run.task
+    if not _room(run, buf, size):
+        return neg(errno.EFAULT)
     if task is None:
-        _write(run, buf, bytes(size))
+        _zero(run, buf, size)
         return neg(errno.EINVAL)
     comm = task.comm.encode()[:15][:max(size - 1, 0)]
     return 0 if _write(run, buf, comm.ljust(size, b"\0")) else neg(errno.EFAULT)
@@ -402,7 +420,7 @@ def skb_load_bytes(run, ctx, offset, to, size, r5) -> int:
             got = read_kernel(run, data + offset, size)
             if got is not None and _write(run, to, got):
                 return 0
-    _write(run, to, bytes(size))
+    _zero(run, to, size)
     return neg(errno.EFAULT)
 
 
