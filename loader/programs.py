@@ -512,8 +512,28 @@ class Xdp(Program):
         return self._track(FdLink(self.sys, fd))
 
 
+# enum bpf_attach_type values newer than the uapi enums here (Linux 6.6): tcx links.
+BPF_TCX_INGRESS = 46
+BPF_TCX_EGRESS = 47
+
+
 class SchedClassifier(Program):
-    pass
+    """tc classifiers, attached as tcx links (BPF_LINK_CREATE on an ifindex, Linux >= 6.6)."""
+
+    def attach(self, interface: str | int, direction: str = "ingress") -> Link:
+        attach_type = {"ingress": BPF_TCX_INGRESS, "egress": BPF_TCX_EGRESS}.get(direction)
+        if attach_type is None:
+            raise AttachError(f"tc direction must be 'ingress' or 'egress', not {direction!r}")
+        try:
+            ifindex = interface if isinstance(interface, int) else socket.if_nametoindex(interface)
+        except OSError as e:
+            raise AttachError(f"no interface {interface!r}", e.errno) from None
+        attr = make_attr(LinkCreateAttr, prog_fd=self._need_fd(), target_fd=ifindex, attach_type=attach_type)
+        try:
+            fd = self.sys.bpf(BpfCmd.LINK_CREATE, attr)
+        except OSError as e:
+            raise AttachError(f"tcx {direction} attach to {interface!r}: {e.strerror}", e.errno) from None
+        return self._track(FdLink(self.sys, fd))
 
 
 class FEntry(Program):

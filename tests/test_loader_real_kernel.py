@@ -462,3 +462,39 @@ def test_legacy_uprobe_path_through_uprobe_events(linux, tmp_path):
         assert dict(HashMap(ebpf.map("args")).items()) == {i: 1 for i in range(5)}
         link.detach()
         assert link.probe_event.name not in Path(TRACEFS, "uprobe_events").read_text()
+
+
+TC_PROG = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); }
+    seen SEC(".maps");
+SEC("tc")
+int count_ingress(struct __sk_buff *skb)
+{
+    __u32 k = 0;
+    __u64 *v = bpf_map_lookup_elem(&seen, &k);
+    if (v)
+        __sync_fetch_and_add(v, skb->len);
+    return 0; /* TCX_PASS */
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_tc_classifier_as_a_tcx_link(linux, tmp_path):
+    import socket
+
+    obj = clang_bpf(tmp_path, "tc", TC_PROG)
+    with Ebpf.load_file(obj, kernel=linux) as ebpf:
+        prog = ebpf.program("count_ingress")
+        prog.load()
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.settimeout(5)
+        with prog.attach("lo", "ingress") as link:
+            assert link.fd >= 0
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"y" * 300, rx.getsockname())
+            assert rx.recv(400) == b"y" * 300  # passed on
+        assert ebpf.map("seen")[0] >= 300
+        rx.close()
