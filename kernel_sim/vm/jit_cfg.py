@@ -85,7 +85,7 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
                 leaders.add(t)
             if nxt < end:
                 leaders.add(nxt)
-        elif ins.code == BPF_JMP | BPF_EXIT and nxt < end:
+        elif (ins.code & 0xF7) == BPF_JMP | BPF_EXIT and nxt < end:
             leaders.add(nxt)
         pc = nxt
     order = sorted(leaders)
@@ -100,7 +100,7 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
             pc += insn_width(insns, pc)
         b = Block(s, pc)
         ins = insns[last]
-        if ins.code == BPF_JMP | BPF_EXIT:
+        if (ins.code & 0xF7) == BPF_JMP | BPF_EXIT:
             b.kind = "exit"
         elif is_jump(ins):
             t = jump_target(last, ins)

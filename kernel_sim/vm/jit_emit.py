@@ -562,6 +562,8 @@ def bad_register(ins: Insn) -> bool:
         return dst > 10 or bool(code & BPF_X) and (code & 0xF0) != BPF_END and src > 10
     if cls in (BPF_LDX, BPF_STX):
         return dst > 10 or src > 10
+    if cls == 0x00 and (code & 0xE0) in (0x20, 0x40):     # LD_ABS / LD_IND use r6 (and src)
+        return (code & 0xE0) == 0x40 and src > 10
     return dst > 10
 
 
