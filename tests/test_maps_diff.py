@@ -912,3 +912,37 @@ def scenario_spin_lock(r: Rec) -> None:
 
 def test_spin_lock_values_match_linux(both):
     run_both(both, scenario_spin_lock)
+
+
+def scenario_prog_array_owner(r: Rec) -> None:
+    """The first program in a prog array fixes its type; opening a pinned map is EIO."""
+    from test_prog_load_run import load
+
+    from kernel_sim.uapi.bpf import ProgType
+    from kernel_sim.vm.asm import exit_, mov64
+
+    u = r.u
+    pa = u.create(T.PROG_ARRAY, 4, 4, 4)
+    progs = [load(u.sys, t, [mov64(0, imm=i), exit_()])
+             for i, t in enumerate((ProgType.SOCKET_FILTER, ProgType.SOCKET_FILTER, ProgType.XDP))]
+    u.fds.extend(progs)
+    sf, sf2, xdp = progs
+    r("insert xdp", u.update, pa, k(0), k(xdp))
+    r("insert socket filter", u.update, pa, k(1), k(sf))
+    r("delete xdp", u.delete, pa, k(0))
+    r("the owner type stays", u.update, pa, k(0), k(sf))
+    pa2 = u.create(T.PROG_ARRAY, 4, 4, 4)
+    r("socket filter first", u.update, pa2, k(0), k(sf))
+    r("then another socket filter", u.update, pa2, k(1), k(sf2))
+    r("then xdp", u.update, pa2, k(2), k(xdp))
+    r("lookup gives the program id", lambda: u.lookup(pa2, k(1), 4) != bytes(4))
+    base = f"/sys/fs/bpf/bpfload_owner_{os.getpid()}"
+    u.pin(pa, base)
+    try:
+        r("open a pinned map", u.sys.openat, base, 0)
+    finally:
+        u.sys.unlink(base)
+
+
+def test_prog_array_owner_matches_linux(both):
+    run_both(both, scenario_prog_array_owner)

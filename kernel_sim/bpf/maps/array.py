@@ -25,6 +25,7 @@ from ...uapi.bpf import (
     BPF_F_PRESERVE_ELEMS,
     BPF_F_RDONLY_PROG,
     BPF_F_WRONLY_PROG,
+    BPF_F_XDP_HAS_FRAGS,
     BPF_NOEXIST,
     MapCreateAttr,
     MapType,
@@ -407,11 +408,22 @@ class ProgArray(FdArrayMap):
     """Programs by index: the tail-call table. Values are prog fds; lookups answer prog ids."""
 
     map_type = MapType.PROG_ARRAY
+    owner: tuple | None = None  # (prog type, xdp frags): fixed by the first program seen
+
+    def prog_map_compatible(self, prog) -> bool:
+        """Linux's bpf_prog_map_compatible: every program in (or tail-calling through) a prog
+        array has the owner's type; the first program seen, inserted or loaded, sets it."""
+        meta = prog.meta
+        key = (meta.prog_type, bool(meta.prog_flags & BPF_F_XDP_HAS_FRAGS))
+        with self.lock:
+            if self.owner is None:
+                self.owner = key
+            return self.owner == key
 
     def get_ptr(self, fd: int, map_file: File | None):
         file = _file(fd)
         prog = getattr(file, "prog", None) if getattr(file, "is_bpf_prog", False) else None
-        if prog is None:
+        if prog is None or not self.prog_map_compatible(prog):
             raise oserror(errno.EINVAL)
         prog.refs += 1
         return prog
