@@ -255,6 +255,7 @@ class Program:
         self.links: list[Link] = []
         self.verifier_log = ""
         self.on_load: list = []  # callbacks(program) run after a successful load (prog-array slots)
+        self.attach_btf_id = 0  # BTF-attached kinds (fentry, tp_btf, lsm): the kernel type they hook
 
     # -- description -------------------------------------------------------------------------------
     @property
@@ -289,7 +290,8 @@ class Program:
         log = ctypes.create_string_buffer(log_size) if log_size else None
         fields = dict(prog_type=self.prog_type, insn_cnt=self.insn_count, insns=ctypes.addressof(insns),
                       license=ctypes.addressof(lic), kern_version=self.kern_version,
-                      prog_name=self.kernel_name.encode(), expected_attach_type=self.expected_attach_type)
+                      prog_name=self.kernel_name.encode(), expected_attach_type=self.expected_attach_type,
+                      attach_btf_id=self.attach_btf_id)
         keep = []
         if log is not None:
             fields.update(log_level=log_level, log_size=log_size, log_buf=ctypes.addressof(log))
@@ -536,20 +538,60 @@ class SchedClassifier(Program):
         return self._track(FdLink(self.sys, fd))
 
 
-class FEntry(Program):
+class _BtfAttached(Program):
+    """Programs the kernel binds to a BTF type at load (attach_btf_id) and attaches with
+    BPF_RAW_TRACEPOINT_OPEN (name NULL), as Aya does for fentry/fexit/tp_btf/lsm."""
+
+    BTF_PREFIX = ""
+    BTF_KIND = 12  # FUNC
+
+    def target_name(self, target: str | None) -> str:
+        name = target or _default_target(self.definition)
+        if not isinstance(name, str) or not name:
+            raise ProgramError(f"program {self.name!r} ({self.section}) names no kernel function to attach to")
+        return self.BTF_PREFIX + name
+
+    def load(self, target: str | None = None) -> None:
+        """Resolve the target in the kernel's BTF (/sys/kernel/btf/vmlinux), then BPF_PROG_LOAD."""
+        from .core_reloc import kernel_target
+
+        if self.fd is not None:
+            raise ProgramError(f"program {self.name!r} is already loaded")
+        name = self.target_name(target)
+        kernel = kernel_target(self.sys)
+        if kernel is None:
+            raise UnsupportedError(f"program {self.name!r} needs the kernel's BTF to find {name!r}, and this kernel "
+                                   "publishes none (/sys/kernel/btf/vmlinux)")
+        ids = [i for i in kernel.by_name.get((name, self.BTF_KIND), [])]
+        if not ids:
+            raise ProgramError(f"program {self.name!r}: {name!r} is not in the kernel's BTF")
+        self.attach_btf_id = ids[0]
+        super().load()
+
+    def attach(self) -> Link:
+        attr = make_attr(RawTracepointAttr, name=0, prog_fd=self._need_fd())
+        try:
+            fd = self.sys.bpf(BpfCmd.RAW_TRACEPOINT_OPEN, attr)
+        except OSError as e:
+            raise AttachError(f"attaching {self.name!r} ({self.section}): {e.strerror}", e.errno) from None
+        return self._track(FdLink(self.sys, fd))
+
+
+class FEntry(_BtfAttached):
     pass
 
 
-class FExit(Program):
+class FExit(_BtfAttached):
     pass
 
 
-class Lsm(Program):
-    pass
+class Lsm(_BtfAttached):
+    BTF_PREFIX = "bpf_lsm_"
 
 
-class BtfTracePoint(Program):
-    pass
+class BtfTracePoint(_BtfAttached):
+    BTF_PREFIX = "btf_trace_"
+    BTF_KIND = 8  # TYPEDEF
 
 
 def _default_target(d: ProgramDef):

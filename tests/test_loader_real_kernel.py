@@ -498,3 +498,58 @@ def test_tc_classifier_as_a_tcx_link(linux, tmp_path):
             assert rx.recv(400) == b"y" * 300  # passed on
         assert ebpf.map("seen")[0] >= 300
         rx.close()
+
+
+BTF_PROG = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); }
+    getppids SEC(".maps");
+const volatile __u32 me = 0;
+const volatile __s64 nr = -1;   /* getpid's number on this arch, set before load */
+
+SEC("tp_btf/sys_enter")
+int on_enter(__u64 *ctx)   /* (struct pt_regs *regs, long id) */
+{
+    __u32 k = 0;
+    __u64 *v;
+
+    if ((bpf_get_current_pid_tgid() >> 32) != me || (__s64)ctx[1] != nr)
+        return 0;
+    v = bpf_map_lookup_elem(&getppids, &k);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+    return 0;
+}
+
+SEC("fentry/do_unlinkat")
+int on_unlink(__u64 *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_btf_tracepoint_resolved_in_the_kernel_btf(linux, tmp_path):
+    from loader.errors import ProgramError
+    from loader.programs import BtfTracePoint, FEntry
+
+    from kernel_sim.syscall_table import syscalls_of
+
+    obj = clang_bpf(tmp_path, "btf", BTF_PROG)
+    getpid = syscalls_of(ARCH)["getpid"]
+    with EbpfLoader(kernel=linux).set_global("me", os.getpid()).set_global("nr", getpid).load_file(obj) as ebpf:
+        prog = ebpf.program("on_enter")
+        assert isinstance(prog, BtfTracePoint)
+        prog.load()
+        assert prog.info().attach_btf_id == prog.attach_btf_id > 0
+        with prog.attach():
+            for _ in range(4):
+                os.getpid()  # glibc does not cache it: four syscalls
+        os.getpid()
+        assert ebpf.map("getppids")[0] == 4
+        fentry = ebpf.program("on_unlink")
+        assert isinstance(fentry, FEntry)
+        try:  # this machine's kernel has no trampolines for fentry: it must say so clearly
+            fentry.load()
+            fentry.attach().detach()
+        except (ProgramError, OSError) as e:
+            assert "on_unlink" in str(e)
