@@ -170,10 +170,11 @@ class Reactor:
                 waiter.ready.append((fd, revents))
                 waiter.event.set()
         # Every waiter re-checks on every wake-up, named or not. Linux's perf_poll is
-        # destructive (it clears the buffer's wake-up flag), and trio's own epoll polls ours
-        # before we call epoll_wait, so a perf buffer's readiness can be consumed on the way
-        # and never reported here. Waiters' checks (data_head != data_tail) are cheap and
-        # non-destructive; a one-shot fd nobody reads still cannot make us spin.
+        # destructive (it clears the buffer's wake-up flag): a report harvested while nobody
+        # waited, or consumed by a nested poll (trio's epoll polls ours), is not repeated
+        # when the fd is re-armed. The streams' own checks (data_head != data_tail, the ring's
+        # positions) are cheap and non-destructive; a one-shot fd nobody reads still cannot
+        # make the pump spin.
         for waiter in set(self._waiters.values()):
             waiter.event.set()
         return len(events)
