@@ -529,10 +529,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 
 def test_btf_tracepoint_resolved_in_the_kernel_btf(linux, tmp_path):
+    from kernel_sim.syscall_table import syscalls_of
     from loader.errors import ProgramError
     from loader.programs import BtfTracePoint, FEntry
-
-    from kernel_sim.syscall_table import syscalls_of
 
     obj = clang_bpf(tmp_path, "btf", BTF_PROG)
     getpid = syscalls_of(ARCH)["getpid"]
