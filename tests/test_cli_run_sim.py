@@ -145,3 +145,13 @@ def test_ctrl_c_on_the_simulated_kernel_detaches_and_prints_the_maps():
     assert proc.returncode == 0 and "Traceback" not in err
     assert "counts:" in out and "count=" in out
     assert err.strip().endswith("0 events, 0 lost")
+
+
+def test_kretprobe_option_and_a_program_of_the_wrong_kind(capsys):
+    obj = str(EXAMPLES / "latency.bpf.o")
+    assert main(["run", obj, "--program", "vfs_read_return", "--kretprobe", "vfs_read", "--duration", "0.5"]) == 0
+    out, err = capsys.readouterr()
+    assert "Attached vfs_read_return to kretprobe vfs_read on sim" in err
+    assert "hist: (empty)" in out  # alone, the return probe finds no start time to measure from
+    assert main(["run", obj, "--program", "vfs_read_entry", "--kretprobe", "vfs_read"]) == 1
+    assert "is a kprobe program; it cannot attach as kretprobe" in capsys.readouterr().err
