@@ -37,6 +37,7 @@ from .base import (
     NUMA_NO_NODE,
     PCPU_MIN_UNIT_SIZE,
     SIM_MAX_MAP_BYTES,
+    SIM_MAX_OBJECTS,
     BpfMapFile,
     MapMapping,
     PerCpuVariants,
@@ -292,7 +293,7 @@ class FdArrayMap(ArrayMap):
         super().alloc_check(attr)
 
     def _alloc_storage(self, kernel: Kernel) -> None:
-        if self.max_entries * 8 > SIM_MAX_MAP_BYTES:
+        if self.max_entries > SIM_MAX_OBJECTS:
             raise oserror(errno.ENOMEM)
         self.entries: list = [None] * self.max_entries
 

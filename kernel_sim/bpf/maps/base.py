@@ -42,7 +42,9 @@ ACCESS_MASK = BPF_F_RDONLY | BPF_F_WRONLY | BPF_F_RDONLY_PROG | BPF_F_WRONLY_PRO
 KMALLOC_MAX_SIZE = 4 << 20
 PCPU_MIN_UNIT_SIZE = 32 << 10
 NUMA_NO_NODE = 0xFFFFFFFF
-SIM_MAX_MAP_BYTES = 256 << 20  # the simulated kernel refuses (ENOMEM) larger value storage
+SIM_MAX_MAP_BYTES = 1 << 36  # value storage is lazily committed memory; past this, ENOMEM
+SIM_MAX_OBJECTS = 1 << 24  # per-element Python bookkeeping (fd array slots, LRU nodes); past this, ENOMEM
+EAGER_BYTES = 1 << 20  # smaller buffers are bytearrays, larger ones anonymous mappings
 
 
 def round8(n: int) -> int:
@@ -74,10 +76,17 @@ def check_update_flags(flags: int) -> None:
         raise oserror(errno.EINVAL)
 
 
-def alloc_buffer(size: int) -> bytearray:
+def alloc_buffer(size: int):
+    """Zeroed value storage. Large maps get an anonymous private mapping, so, as in Linux,
+    a huge array costs only the pages that are touched; a mapping the host refuses is ENOMEM."""
     if size > SIM_MAX_MAP_BYTES:
         raise oserror(errno.ENOMEM)
-    return bytearray(max(size, 8))
+    if size <= EAGER_BYTES:
+        return bytearray(max(size, 8))
+    try:
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except (OSError, OverflowError, ValueError, MemoryError):
+        raise oserror(errno.ENOMEM) from None
 
 
 class PerCpuVariants:

@@ -40,6 +40,7 @@ from .base import (
     NUMA_NO_NODE,
     PCPU_MIN_UNIT_SIZE,
     SIM_MAX_MAP_BYTES,
+    SIM_MAX_OBJECTS,
     PerCpuVariants,
     UnifiedMap,
     alloc_buffer,
@@ -101,6 +102,8 @@ class HashMap(UnifiedMap):
         self._pad = bytes(self.stride - self.value_size)
         nslots = self.max_entries + (0 if self.lru else kernel.ncpus)  # LRU nodes are the elements
         if nslots * self.stride * (kernel.ncpus if self.percpu else 1) > SIM_MAX_MAP_BYTES:
+            raise oserror(errno.ENOMEM)
+        if self.lru and nslots > SIM_MAX_OBJECTS:
             raise oserror(errno.ENOMEM)
         self._slots: dict[bytes, int] = {}
         self._bucket_of: dict[bytes, int] = {}

@@ -31,7 +31,7 @@ from ...uapi.bpf import (
     MapCreateAttr,
     MapType,
 )
-from .base import ACCESS_MASK, ENOTSUPP, SIM_MAX_MAP_BYTES, UnifiedMap, flags_access_ok, u32
+from .base import ACCESS_MASK, ENOTSUPP, UnifiedMap, alloc_buffer, flags_access_ok, u32
 from .hash import roundup_pow_of_two
 from .jhash import jhash, jhash2
 
@@ -64,8 +64,6 @@ class StackTraceMap(UnifiedMap):
     def __init__(self, kernel: Kernel, attr: MapCreateAttr) -> None:
         super().__init__(kernel, attr)
         self.n_buckets = roundup_pow_of_two(self.max_entries)
-        if self.n_buckets * 8 > SIM_MAX_MAP_BYTES:
-            raise oserror(errno.ENOMEM)
         self.buckets: dict[int, tuple[int, tuple[int, ...]]] = {}  # id -> (hash, ips)
 
     def sys_lookup(self, key: bytes | None, flags: int) -> bytes:
@@ -150,9 +148,7 @@ class BloomFilterMap(UnifiedMap):
             nr_bits = 64 if nr_bits <= 64 else roundup_pow_of_two(nr_bits)
             self.mask = nr_bits - 1
         nbytes = (self.mask + 1 + 7) // 8
-        if nbytes > SIM_MAX_MAP_BYTES:
-            raise oserror(errno.ENOMEM)
-        self.bits = bytearray(nbytes)
+        self.bits = alloc_buffer(nbytes)
         self.seed = 0 if attr.map_flags & BPF_F_ZERO_SEED else random.getrandbits(32)
         self.aligned = self.value_size % 4 == 0
 
