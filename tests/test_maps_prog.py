@@ -407,3 +407,20 @@ def test_percpu_lookup_of_a_cpu_that_does_not_exist(sim):
         m = sim.obj(fd)
         m.prog_update(k(0), q(1), BPF_ANY, 0)
         assert m.prog_lookup(k(0), 1) and m.prog_lookup(k(0), 2) == 0 and m.prog_lookup(k(0), -1) == 0
+
+
+def test_closing_maps_gives_back_vm_regions(sim):
+    """Every map type maps its storage once and unmaps it when the last reference goes."""
+    vm = sim.kernel.vm
+    baseline = len(vm.regions)
+    for _ in range(3):
+        fds = [sim.create(*args) for args in (
+            (T.HASH, 4, 8, 4), (T.ARRAY, 4, 8, 4), (T.PERCPU_HASH, 4, 8, 4), (T.PERCPU_ARRAY, 4, 8, 4),
+            (T.LRU_HASH, 4, 8, 4), (T.LRU_PERCPU_HASH, 4, 8, 4), (T.RINGBUF, 0, 0, 4096), (T.LPM_TRIE, 8, 8, 4, 1),
+            (T.ARRAY, 4, 8, 4, BPF_F_MMAPABLE), (T.QUEUE, 0, 8, 4), (T.STACK_TRACE, 4, 8, 4), (T.BLOOM_FILTER, 0, 8, 4),
+        )]
+        assert len(vm.regions) > baseline
+        for fd in fds:
+            sim.close(fd)
+        assert len(vm.regions) == baseline
+    assert not sim.kernel.ids["map"].objects

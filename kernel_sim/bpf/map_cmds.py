@@ -139,7 +139,10 @@ def map_create(kernel: Kernel, attr: memoryview) -> int:
     cls.alloc_check(a)
     if a.map_ifindex:
         raise oserror(errno.EOPNOTSUPP if a.map_type in (MapType.ARRAY, MapType.HASH) else errno.EINVAL)
-    m = cls(kernel, a)
+    try:
+        m = cls(kernel, a)
+    except MemoryError:  # the VM address space or the host ran out
+        raise oserror(errno.ENOMEM) from None
     try:
         raw_name = bytes(attr[_NAME_OFF:_NAME_OFF + 16]).ljust(16, b"\0")
         m.name = obj_name(raw_name)
