@@ -283,31 +283,54 @@ class JitEngine:
         return k
 
     def _widths(self, g: FuncGraph, tr: Translator, init: tuple) -> dict[int, tuple]:
-        """Register bit widths at each block entry (forward dataflow, join = max)."""
+        """Register bit widths at each block entry (forward dataflow, join = max).
+
+        Widening at loop headers makes a growing width jump to the next threshold (the width
+        of a constant the function compares against, 32 or 64), so the fixpoint comes in a few
+        passes; narrowing passes then take back what widening overshot (a counter bounded by
+        another register's width)."""
+        thresholds = sorted({32, 64} | {(self.insns[b.end - 1].imm & M64).bit_length()
+                                        for b in g.blocks.values() if b.kind == "cond"})
+
+        def edges(x: int, w_x: tuple) -> list[tuple[int, tuple]]:
+            b = g.blocks[x]
+            w = list(w_x)
+            for pc in self._straight(b):
+                tr.stmts(pc, w)
+            out = tuple(w)
+            if b.kind == "cond":
+                pc = self._last(b)
+                return [(b.succs[0], tr.refine(pc, out, True)), (b.succs[1], tr.refine(pc, out, False))]
+            return [(s, out) for s in b.succs]
+
         w_in: dict[int, tuple] = {g.start: init}
         heap = [(0, g.start)]
         queued = {g.start}
         while heap:
             _, x = heapq.heappop(heap)
             queued.discard(x)
-            b = g.blocks[x]
-            w = list(w_in[x])
-            for pc in self._straight(b):
-                tr.stmts(pc, w)
-            out = tuple(w)
-            if b.kind == "cond":
-                pc = self._last(b)
-                edges = [(b.succs[0], tr.refine(pc, out, True)), (b.succs[1], tr.refine(pc, out, False))]
-            else:
-                edges = [(s, out) for s in b.succs]
-            for s, ws in edges:
+            for s, ws in edges(x, w_in[x]):
                 old = w_in.get(s)
                 new = ws if old is None else tuple(max(p, q) for p, q in zip(old, ws, strict=True))
+                if old is not None and new != old and s in g.loop_headers:
+                    new = tuple(q if q <= p else next(t for t in thresholds if t >= q)
+                                for p, q in zip(old, new, strict=True))
                 if new != old:
                     w_in[s] = new
                     if s not in queued:
                         queued.add(s)
                         heapq.heappush(heap, (g.rpo_index[s], s))
+        if not g.loop_headers:
+            return w_in
+        for _ in range(3):    # narrowing: recompute from the predecessors, without widening
+            incoming: dict[int, tuple] = {g.start: init}
+            for x in g.rpo:
+                for s, ws in edges(x, w_in[x]):
+                    old = incoming.get(s)
+                    incoming[s] = ws if old is None else tuple(max(p, q) for p, q in zip(old, ws, strict=True))
+            if incoming == w_in:
+                break
+            w_in = incoming
         return w_in
 
     # -- faults ----------------------------------------------------------------------------------------
