@@ -7,6 +7,7 @@ map walks its keys in exactly the order Linux does.
 
 from __future__ import annotations
 
+import functools
 import struct
 
 JHASH_INITVAL = 0xDEADBEEF
@@ -75,8 +76,10 @@ def jhash2(key: bytes, initval: int) -> int:
     return _final(a, b, c)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def htab_hash(key: bytes, seed: int) -> int:
-    """Linux's htab_map_hash: jhash2 for keys of whole u32 words, jhash otherwise."""
+    """Linux's htab_map_hash: jhash2 for keys of whole u32 words, jhash otherwise (memoized:
+    keys come back after LRU evictions and deletes, and jhash in Python costs microseconds)."""
     if len(key) % 4 == 0:
         return jhash2(key, seed)
     return jhash(key, seed)
