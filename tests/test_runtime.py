@@ -328,3 +328,44 @@ async def test_ring_stream_yields_records_in_order(sys):
         stream.close()
     assert got == [b"r%d" % i for i in range(100)]
     sys.close(ring.fd)
+
+
+async def test_a_slow_consumer_of_a_real_kprobe_loses_records_and_the_cpus_keep_running():
+    """opensnoop on the storm workload, one page per CPU, a consumer that naps between batches."""
+    from pathlib import Path
+
+    from loader.ebpf import Ebpf
+    from loader.perf_buffer import PerfEventArray
+
+    sys = open_kernel("sim", cpus=2)
+    obj = Path(__file__).resolve().parent.parent / "examples" / "opensnoop.bpf.o"
+    ebpf = Ebpf.load_file(str(obj), kernel=sys)
+    prog = ebpf.program("opensnoop")
+    prog.load()
+    link = prog.attach("do_sys_openat2")
+    perf = PerfEventArray(ebpf.take_map("events"))
+    buffers = perf.open_all(page_count=1)
+    cpus = sys.kernel.cpus.cpus
+    samples, lost, progressed = 0, 0, []
+    try:
+        async with open_reactor(sys) as reactor:
+            stream = PerfStream(reactor, buffers)
+            sys.start_workload("storm")
+            with trio.fail_after(60):
+                async for batch in stream:
+                    samples += len(batch.samples)
+                    lost += batch.lost
+                    if lost and len(progressed) >= 2:
+                        break
+                    steps = [c.steps for c in cpus]
+                    await trio.sleep(0.2)  # the slow part: the CPUs must not wait for us
+                    progressed.append(all(c.steps > s for c, s in zip(cpus, steps, strict=True)))
+            sys.stop_workload()
+            stream.close()
+    finally:
+        link.detach()
+        perf.close()
+        ebpf.close()
+        sys.close_all()
+    assert samples > 0 and lost > 0
+    assert all(progressed)
