@@ -9,7 +9,7 @@ struct/union members, and writes the target's value into the instruction: ALU im
 lddw get it in ``imm``, loads and stores in ``off``.
 
 Supported kinds: FIELD_BYTE_OFFSET, FIELD_BYTE_SIZE, FIELD_EXISTS, FIELD_SIGNED,
-TYPE_ID_LOCAL, TYPE_ID_TARGET, TYPE_EXISTS, TYPE_SIZE, ENUMVAL_EXISTS, ENUMVAL_VALUE.
+FIELD_LSHIFT_U64 / FIELD_RSHIFT_U64 (bitfields, little-endian), TYPE_ID_LOCAL, TYPE_ID_TARGET, TYPE_EXISTS, TYPE_SIZE, ENUMVAL_EXISTS, ENUMVAL_VALUE.
 A relocation with no matching target is an error naming the program and the access path.
 """
 
@@ -185,15 +185,37 @@ def _walk_target(types: BtfTypes, root: int, first: int, path: list[str | int]) 
     return res
 
 
+def bitfield_load(bit_off: int, bit_sz: int, type_size: int) -> tuple[int, int]:
+    """(byte_off, byte_sz) of the smallest naturally aligned load (of at least the field's type
+    size, at most 8 bytes) that covers bits [bit_off, bit_off + bit_sz): libbpf's rule."""
+    byte_sz = type_size
+    byte_off = bit_off // 8 // byte_sz * byte_sz
+    while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
+        if byte_sz >= 8:
+            raise CoreError("bitfield does not fit an 8-byte load")
+        byte_sz *= 2
+        byte_off = bit_off // 8 // byte_sz * byte_sz
+    return byte_off, byte_sz
+
+
 def _field_value(kind: int, types: BtfTypes, res: _Resolved) -> int:
+    size = types.size_of(res.type_id)
+    if res.bitfield_size:
+        bit_sz = res.bitfield_size
+        byte_off, byte_sz = bitfield_load(res.bit_offset, bit_sz, size)
+    else:
+        bit_sz = size * 8
+        byte_off, byte_sz = res.bit_offset // 8, size
     if kind == FIELD_BYTE_OFFSET:
-        if res.bitfield_size:
-            raise CoreError("bitfield offsets need FIELD_LSHIFT/RSHIFT, which are not supported")
-        return res.bit_offset // 8
+        return byte_off
     if kind == FIELD_BYTE_SIZE:
-        return types.size_of(res.type_id)
+        return byte_sz
     if kind == FIELD_EXISTS:
         return 1
+    if kind == FIELD_LSHIFT_U64:  # little-endian: move the field's top bit to bit 63
+        return 64 - (res.bit_offset + bit_sz - byte_off * 8)
+    if kind == FIELD_RSHIFT_U64:
+        return 64 - bit_sz
     if kind == FIELD_SIGNED:
         _id, t = _skip(types, res.type_id)
         if t.kind == BTF_KIND_INT:

@@ -552,3 +552,72 @@ def test_btf_tracepoint_resolved_in_the_kernel_btf(linux, tmp_path):
             fentry.attach().detach()
         except (ProgramError, OSError) as e:
             assert "on_unlink" in str(e)
+
+
+BITFIELD_PROG = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+/* A local struct whose bitfields sit elsewhere than in the kernel's: CO-RE must move them. */
+struct tcphdr {
+    __u32 pad[5];
+    __u16 source;
+    __u16 res1:4, doff:4, fin:1, syn:1, rst:1, psh:1, ack:1, urg:1, ece:1, cwr:1;   /* byte 22 here, 12 in Linux */
+} __attribute__((preserve_access_index));
+
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 3); __type(key, __u32); __type(value, __u64); }
+    out SEC(".maps");
+
+SEC("raw_tp/sys_enter")
+int bits(void *ctx)
+{
+    /* A header built on the stack in the kernel's layout (source, dest, seq, ack_seq, flags word). */
+    __u8 hdr[32] = {};
+    struct tcphdr *th = (void *)hdr;
+    __u32 k;
+    __u64 v;
+
+    hdr[12] = 0x50;       /* doff = 5 (high nibble of byte 12), res1 = 0 */
+    hdr[13] = 0x12;       /* syn (bit 1) and ack (bit 4) */
+    k = 0; v = BPF_CORE_READ_BITFIELD(th, doff); bpf_map_update_elem(&out, &k, &v, BPF_ANY);
+    k = 1; v = BPF_CORE_READ_BITFIELD(th, syn); bpf_map_update_elem(&out, &k, &v, BPF_ANY);
+    k = 2; v = BPF_CORE_READ_BITFIELD(th, ack); bpf_map_update_elem(&out, &k, &v, BPF_ANY);
+    return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_core_bitfields_follow_the_kernel_layout(linux, tmp_path):
+    obj = clang_bpf(tmp_path, "bits", BITFIELD_PROG)
+    with Ebpf.load_file(obj, kernel=linux) as ebpf:
+        kinds = {r.kind for r in ebpf.program("bits").definition.core_relocs}
+        assert {4, 5} <= kinds  # FIELD_LSHIFT_U64 / FIELD_RSHIFT_U64 records are in play
+        prog = ebpf.program("bits")
+        prog.load()
+        with prog.attach():
+            os.getppid()
+        out = ebpf.map("out")
+        assert [out[0], out[1], out[2]] == [5, 1, 1]
+    blind = NoKernelBtf(linux)  # the same object with its offsets as compiled reads other bytes
+    with Ebpf.load_file(obj, kernel=blind) as ebpf:
+        assert any("CO-RE" in w for w in ebpf.warnings)
+        prog = ebpf.program("bits")
+        prog.load()
+        with prog.attach():
+            os.getppid()
+        out = ebpf.map("out")
+        assert [out[0], out[1], out[2]] != [5, 1, 1]
+
+
+class NoKernelBtf(OldRelease):
+    """This machine's kernel with /sys/kernel/btf/vmlinux hidden."""
+
+    def __init__(self, inner) -> None:
+        super().__init__(inner, inner.uname().release)
+
+    def openat(self, path, flags, mode=0):
+        if path == "/sys/kernel/btf/vmlinux":
+            raise OSError(errno.ENOENT, path)
+        return self.inner.openat(path, flags, mode)
