@@ -946,3 +946,44 @@ def scenario_prog_array_owner(r: Rec) -> None:
 
 def test_prog_array_owner_matches_linux(both):
     run_both(both, scenario_prog_array_owner)
+
+
+BATCH_OPS = st.lists(
+    st.tuples(st.sampled_from(["update", "delete", "lookup_batch", "lad_batch", "update_batch", "delete_batch"]),
+              st.integers(0, 11), st.integers(0, 6), st.booleans()),
+    min_size=1, max_size=25,
+)
+
+
+@_HYP
+@given(ops=BATCH_OPS, map_type=st.sampled_from([T.HASH, T.PERCPU_HASH, T.LRU_HASH, T.ARRAY, T.PERCPU_ARRAY]),
+       max_entries=st.integers(1, 9))
+def test_batch_sequences_match_linux(both, on_cpu0, ops, map_type, max_entries):
+    """Batch walks with carried tokens, partial counts, ENOSPC/ENOENT, interleaved with updates."""
+    n = both[0].possible_cpus()
+    percpu = map_type in (T.PERCPU_HASH, T.PERCPU_ARRAY)
+    vsize = 8 * n if percpu else 8
+    results = []
+    for u in both:
+        fd = u.create(map_type, 4, 8, max_entries, BPF_F_ZERO_SEED if map_type in (T.HASH, T.PERCPU_HASH, T.LRU_HASH) else 0)
+        token = None
+        out = []
+        for op, key, count, use_token in ops:
+            if op == "update":
+                out.append(res(u.update, fd, k(key), v(key + 100) * (vsize // 8)))
+            elif op == "delete":
+                out.append(res(u.delete, fd, k(key)))
+            elif op in ("lookup_batch", "lad_batch"):
+                cmd = B.MAP_LOOKUP_BATCH if op == "lookup_batch" else B.MAP_LOOKUP_AND_DELETE_BATCH
+                err, got, keys, vals, ob = u.batch(cmd, fd, count, 4, vsize, in_batch=token if use_token else None,
+                                                   batch_size=4)
+                out.append((err, got, keys[:4 * got], vals[:vsize * got], ob if got or err == "ENOSPC" else b""))
+                token = ob[:4] if not err and got else None
+            else:
+                keys = b"".join(k((key + i) % 12) for i in range(count))
+                cmd = B.MAP_UPDATE_BATCH if op == "update_batch" else B.MAP_DELETE_BATCH
+                err, got, *_ = u.batch(cmd, fd, count, 4, vsize, keys=keys, values=v(7) * (count * vsize // 8))
+                out.append((err, got))
+        results.append((out, u.keys(fd, 4)))
+        u.close(fd)
+    assert results[0] == results[1]
