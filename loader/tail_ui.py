@@ -38,6 +38,7 @@ class TailState:
     filter: str = ""
     paused: bool = False
     editing: bool = False  # typing a filter after "/"
+    done: bool = False  # the run is over: no key hints
     ring_fill: dict[str, float] = field(default_factory=dict)  # ring buffer map name -> 0..1 in use
     notes: deque = field(default_factory=lambda: deque(maxlen=3))  # short messages (map read errors)
     started: float = field(default_factory=time.monotonic)
@@ -181,7 +182,8 @@ def render(state: TailState, now: float | None = None):
         parts.append(Panel(Text("\n".join(compact_hist_lines(counts))), title=name))
     for note in state.notes:
         parts.append(Text(note, style="red"))
-    parts.append(Text("q quit · p pause · / filter · Esc clear filter · c clear", style="dim"))
+    if not state.done:
+        parts.append(Text("q quit · p pause · / filter · Esc clear filter · c clear", style="dim"))
     return Panel(Group(*parts), title=state.title, border_style="green")
 
 
@@ -236,6 +238,14 @@ class LiveSink:
 
     def summary(self, session) -> None:
         self.plain.summary(session)
+
+    def after_ui(self, session) -> None:
+        """The live screen lives on the alternate screen and vanishes at exit: leave its last
+        frame on the normal screen, so a `--duration` run still shows what it saw."""
+        if self.state is not None:
+            self.state.max_events = min(self.state.max_events, 20)
+            self.state.done = True
+            self.console.print(render(self.state))
 
     # -- the screen --------------------------------------------------------------------------------
     def _fill(self) -> None:

@@ -88,6 +88,8 @@ def test_sim_live_screen_with_maps_filter_and_quit(tmux, tmp_path):
     assert shown and all("passwd" in line for line in shown)
     assert "    0 " in screen and "    1 " in screen  # a row per simulated CPU
     quit_and_check(tmux, err, done)
+    final = tmux.screen()  # the last frame stays on the normal screen, without the key hints
+    assert "bpfload run · opensnoop" in final and "filename=/etc/passwd" in final and "q quit" not in final
 
 
 def test_sim_histogram_is_refreshed_on_screen(tmux, tmp_path):
