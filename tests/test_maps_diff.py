@@ -987,3 +987,36 @@ def test_batch_sequences_match_linux(both, on_cpu0, ops, map_type, max_entries):
         results.append((out, u.keys(fd, 4)))
         u.close(fd)
     assert results[0] == results[1]
+
+
+def scenario_ringbuf_program_output(r: Rec) -> None:
+    """A program's bpf_ringbuf_output wakes epoll on the map fd; the record is in the mapping."""
+    from test_prog_load_run import load, test_run
+
+    from kernel_sim.uapi.bpf import HelperId, ProgType
+    from kernel_sim.uapi.insn import BPF_PSEUDO_MAP_FD
+    from kernel_sim.vm.asm import DW, alu64, call, exit_, lddw, mov64, st
+
+    u = r.u
+    rb = u.create(T.RINGBUF, 0, 0, 4096)
+    ep = u.sys.epoll_create1(0)
+    u.fds.append(ep)
+    u.sys.epoll_ctl(ep, 1, rb, 1)  # EPOLL_CTL_ADD, EPOLLIN
+    r("nothing yet", lambda: [ev for _fd, ev in u.sys.epoll_wait(ep, 4, 0)])
+    prog = load(u.sys, ProgType.SOCKET_FILTER, [
+        st(DW, 10, -8, 0x1122334455), lddw(1, rb, BPF_PSEUDO_MAP_FD), mov64(2, 10), alu64(0x00, 2, imm=-8),
+        mov64(3, imm=8), mov64(4, imm=0), call(HelperId.ringbuf_output), exit_()])
+    u.fds.append(prog)
+    r("output", lambda: test_run(u.sys, prog, bytes(64)).retval)
+    r("epoll sees it", lambda: [ev for _fd, ev in u.sys.epoll_wait(ep, 4, 0)])
+    m = u.sys.mmap(rb, 4 * 4096, mmap.PROT_READ, mmap.MAP_SHARED, 0)
+    r("producer position", lambda: bytes(m[4096:4104]))
+    r("record", lambda: (struct.unpack("<I", bytes(m[8192:8196]))[0], bytes(m[8200:8208])))
+    u.sys.munmap(m)
+    for _ in range(300):
+        test_run(u.sys, prog, bytes(64))
+    r("full ring: -EAGAIN", lambda: test_run(u.sys, prog, bytes(64)).retval)
+
+
+def test_ringbuf_program_output_matches_linux(both):
+    run_both(both, scenario_ringbuf_program_output)
