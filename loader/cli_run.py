@@ -311,6 +311,9 @@ class RunSession:
         from .maps import online_cpus
 
         sources = object_types(self.args.object)
+        wanted = self.args.event_type
+        if wanted and not any(b.find(wanted, "STRUCT") for b in sources):
+            raise CliError(f"--event-type {wanted}: no struct {wanted} in {self.args.object}'s BTF or debug info")
         self.ncpus = max(online_cpus(self.sys)) + 1
         for name in list(self.ebpf.maps):
             m = self.ebpf.maps[name]

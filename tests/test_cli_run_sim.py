@@ -126,6 +126,8 @@ def test_other_arches_fire_the_kprobe(capsys, arch):
     (["--kprobe", "no_such_function"], "no such kernel symbol in the sim kernel"),
     (["--workload", "nope"], "unknown workload 'nope'"),
     (["--program", "missing"], "no program 'missing'"),
+    (["--pages", "3"], "invalid page count 3: must be a power of two"),
+    (["--event-type", "nosuch"], "no struct nosuch in"),
 ])
 def test_sim_errors_are_one_line(capsys, argv, message):
     code = main(["run", str(EXAMPLES / "opensnoop.bpf.o"), *argv, "--duration", "0.2"])
