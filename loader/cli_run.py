@@ -375,6 +375,24 @@ class RunSession:
             out.append(snapshot_map(name, items, is_array=int(getattr(m, "map_type", -1)) in _ARRAY_TYPES))
         return out
 
+    def bpftool_view(self) -> None:
+        """`bpftool prog show` / `map show` of this run's programs and maps, while they exist."""
+        from .cli_bpftool import map_json, map_show_lines, prog_json, prog_show_lines
+
+        progs = [p.fd for _, p, _ in self.plan if getattr(p, "fd", None) is not None]
+        maps = [sm.source.fd for sm in self.streams] + [m.fd for _, m in self.state_maps]
+        if self.args.json:
+            for fd in progs:
+                self.sink._emit({"type": "bpftool", "object": "prog", "info": prog_json(self.sys, fd)})
+            for fd in maps:
+                self.sink._emit({"type": "bpftool", "object": "map", "info": map_json(self.sys, fd)})
+            self.sink.flush()
+            return
+        lines = [line for fd in progs for line in prog_show_lines(self.sys, fd)]
+        lines += [line for fd in maps for line in map_show_lines(self.sys, fd)]
+        self.sink.out.write("\n" + "\n".join(lines) + "\n")
+        self.sink.flush()
+
     # -- streaming (inside trio) ---------------------------------------------------------------
     async def stream(self) -> None:
         import trio
@@ -640,6 +658,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if after is not None:
             after(session)
         sink.maps(session.snapshots(), final=True)
+        if args.bpftool:
+            session.bpftool_view()
         sink.summary(session)
         return 0
     except CliError:
@@ -695,4 +715,6 @@ def run(sub: argparse._SubParsersAction) -> None:
                                                                     f"{DEFAULT_PAGES})")
     p.add_argument("--event-type", metavar="STRUCT", help="BTF/DWARF struct the events are (default: guessed by size)")
     p.add_argument("--hist-style", choices=("bcc", "bpftrace"), default="bcc", help="log2 histogram layout")
+    p.add_argument("--bpftool", action="store_true",
+                   help="at exit, also show the run's programs and maps as `bpftool prog/map show` does")
     p.set_defaults(func=cmd_run)

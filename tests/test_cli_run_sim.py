@@ -157,3 +157,13 @@ def test_kretprobe_option_and_a_program_of_the_wrong_kind(capsys):
     assert "hist: (empty)" in out  # alone, the return probe finds no start time to measure from
     assert main(["run", obj, "--program", "vfs_read_entry", "--kretprobe", "vfs_read"]) == 1
     assert "is a kprobe program; it cannot attach as kretprobe" in capsys.readouterr().err
+
+
+def test_bpftool_view_of_the_run(capsys):
+    assert main(["run", str(EXAMPLES / "latency.bpf.o"), "--duration", "0.5", "--no-ui", "--bpftool"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^\d+: kprobe  name vfs_read_entry  tag [0-9a-f]{16}  gpl$", out, re.M)
+    assert re.search(r"^\d+: array  name hist  flags 0x0\n\tkey 4B  value 8B  max_entries 64$", out, re.M)
+    assert main(["run", str(EXAMPLES / "opensnoop.bpf.o"), "--duration", "0.5", "--json", "--bpftool"]) == 0
+    views = [o for o in json_lines(capsys.readouterr().out) if o["type"] == "bpftool"]
+    assert {(v["object"], v["info"]["name"]) for v in views} == {("prog", "opensnoop"), ("map", "events")}
