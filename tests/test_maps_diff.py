@@ -834,6 +834,19 @@ def scenario_special_maps(r: Rec) -> None:
                  (T.LPM_TRIE, 5, 8, 4, BPF_F_NO_PREALLOC), (T.LPM_TRIE, 260, 8, 4, BPF_F_NO_PREALLOC),
                  (T.LPM_TRIE, 261, 8, 4, BPF_F_NO_PREALLOC), (T.LPM_TRIE, 8, 0, 4, BPF_F_NO_PREALLOC)]:
         r.create(f"create {args}", *args)
+    for args in [(T.CGROUP_ARRAY, 4, 4, 4), (T.CGROUP_ARRAY, 4, 8, 4), (T.CGROUP_ARRAY, 4, 4, 4, BPF_F_RDONLY_PROG),
+                 (T.CGROUP_ARRAY, 4, 4, 0)]:
+        r.create(f"create {args}", *args)
+    ca = u.create(T.CGROUP_ARRAY, 4, 4, 4)
+    ev = u.sys.eventfd(0, 0)
+    u.fds.append(ev)
+    r("cgroup array: bad fd", u.update, ca, k(0), k(999))
+    r("cgroup array: not a cgroup", u.update, ca, k(0), k(ev))
+    r("cgroup array: out of range", u.update, ca, k(9), k(ev))
+    r("cgroup array: flags", u.update, ca, k(0), k(ev), 1)
+    r("cgroup array: lookup", u.lookup, ca, k(0), 4)
+    r("cgroup array: delete empty", u.delete, ca, k(0))
+    r("cgroup array: next key", u.next_key, ca, None, 4)
     r.create("bloom map_extra 15", T.BLOOM_FILTER, 0, 8, 4, map_extra=15)
     r.create("bloom map_extra 16", T.BLOOM_FILTER, 0, 8, 4, map_extra=16)
     s = u.create(T.STACK_TRACE, 4, 16, 4)

@@ -1,7 +1,7 @@
 """BPF maps: the UnifiedMap family, one class per map type, looked up by MAP_CREATE.
 
 Types: hash, percpu_hash, lru_hash, lru_percpu_hash, hash_of_maps (hash.py; LRU in lru.py),
-array, percpu_array, perf_event_array, prog_array, array_of_maps (array.py), queue, stack
+array, percpu_array, perf_event_array, prog_array, array_of_maps, cgroup_array (array.py), queue, stack
 (queue.py), ringbuf (ringbuf.py), stack_trace, bloom_filter (special.py), lpm_trie (lpm.py).
 Per-CPU storage is PerCpuVariants (base.py); BTF special fields (bpf_spin_lock) btf_fields.py.
 
@@ -19,7 +19,7 @@ direct_value_addr`` for BPF_PSEUDO_MAP_VALUE.
 from __future__ import annotations
 
 from ...uapi.bpf import MapType
-from .array import ArrayMap, ArrayOfMaps, PerCpuArrayMap, PerfEventArray, ProgArray
+from .array import ArrayMap, ArrayOfMaps, CgroupArray, PerCpuArrayMap, PerfEventArray, ProgArray
 from .base import ENOTSUPP, BpfMapFile, PerCpuVariants, UnifiedMap
 from .hash import HashMap, HashOfMaps, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .lpm import LpmTrieMap
@@ -30,11 +30,11 @@ from .special import BloomFilterMap, StackTraceMap
 MAP_TYPES: dict[int, type[UnifiedMap]] = {
     cls.map_type: cls
     for cls in (HashMap, ArrayMap, PerCpuHashMap, PerCpuArrayMap, LruHashMap, LruPerCpuHashMap, PerfEventArray,
-                RingBufMap, QueueMap, StackMap, ProgArray, ArrayOfMaps, HashOfMaps, StackTraceMap, BloomFilterMap, LpmTrieMap)
+                RingBufMap, QueueMap, StackMap, ProgArray, ArrayOfMaps, HashOfMaps, StackTraceMap, BloomFilterMap, LpmTrieMap, CgroupArray)
 }
 
 __all__ = [
-    "ENOTSUPP", "MAP_TYPES", "ArrayMap", "ArrayOfMaps", "BloomFilterMap", "BpfMapFile", "HashMap", "HashOfMaps", "LpmTrieMap", "LruHashMap",
+    "ENOTSUPP", "MAP_TYPES", "ArrayMap", "ArrayOfMaps", "BloomFilterMap", "BpfMapFile", "CgroupArray", "HashMap", "HashOfMaps", "LpmTrieMap", "LruHashMap",
     "LruPerCpuHashMap", "MapType", "PerCpuArrayMap", "PerCpuHashMap", "PerCpuVariants", "PerfEventArray",
     "ProgArray", "QueueMap", "RingBufMap", "StackMap", "StackTraceMap", "UnifiedMap",
 ]

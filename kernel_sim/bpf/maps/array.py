@@ -466,3 +466,22 @@ class ArrayOfMaps(FdArrayMap):
         idx = int.from_bytes(key[:4], "little")
         inner = self.entries[idx] if idx < self.max_entries else None
         return self.kernel.vm.handle_of(inner) if inner is not None else 0
+
+
+class CgroupArray(FdArrayMap):
+    """cgroup fds by index (bpf_current_task_under_cgroup, bpf_skb_under_cgroup). The simulated
+    kernel has no cgroup filesystem yet, so only files marked ``is_cgroup`` are accepted."""
+
+    map_type = MapType.CGROUP_ARRAY
+
+    def get_ptr(self, fd: int, map_file: File | None):
+        file = _file(fd)
+        if not getattr(file, "is_cgroup", False):
+            raise oserror(errno.EBADF)
+        return file.get()
+
+    def put_ptr(self, entry) -> None:
+        entry.put()
+
+    def cgroup_at(self, index: int):
+        return self.entries[index] if 0 <= index < self.max_entries else None
