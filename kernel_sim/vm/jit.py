@@ -53,6 +53,8 @@ def _base_names() -> dict:
 
 _ASSIGN = re.compile(r"^r(\d+) = (.+)$")
 _AUG = re.compile(r"^r(\d+) (\+|-|\*|\||&|\^|<<|>>|//|%)= (.+)$")
+_RING = re.compile(r"^\((r\d+) (\+|-|\*|<<) (.+)\) & (0xffffffffffffffff|0xffffffff)$")
+_MASKED = re.compile(r"^\((.+)\) & (0xffffffffffffffff|0xffffffff)$")
 _SIMPLE = re.compile(r"^(r\d+|0x[0-9a-f]+|\d+)$")
 _IMPURE = ("_", "R[", "S[", "run", "f_", ";", ":")
 
@@ -85,6 +87,12 @@ def fold_assignments(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
                 pattern = re.compile(rf"\br{reg}\b")
                 uses = len(pattern.findall(expr))
                 value = prev[1] if _SIMPLE.match(prev[1]) else f"({prev[1]})"
+                ring = _RING.match(expr)
+                inner = _MASKED.match(prev[1])
+                if ring and inner and ring.group(1) == f"r{reg}" and ring.group(4) == inner.group(2) \
+                        and uses == 1:
+                    # (a op b) mod 2**n only depends on a mod 2**n: the inner mask goes
+                    value = f"({inner.group(1)})"
                 if uses == 0 or uses == 1 or _SIMPLE.match(prev[1]):
                     out[-1] = (f"r{reg} = {pattern.sub(lambda _m, v=value: v, expr)}", pc)
                     continue
