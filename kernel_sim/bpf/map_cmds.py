@@ -35,7 +35,7 @@ from .syscall import bpf_command, check_attr_unused_zero
 if TYPE_CHECKING:
     from ..kernel import Kernel
 
-MAP_CREATE_END = 80  # through map_token_fd (Linux 6.18: later bytes must be zero)
+MAP_CREATE_END = MapCreateAttr.map_token_fd.offset + 4  # Linux 6.18: later bytes must be zero
 ELEM_END = {
     BpfCmd.MAP_LOOKUP_ELEM: 32, BpfCmd.MAP_UPDATE_ELEM: 32, BpfCmd.MAP_DELETE_ELEM: 16,
     BpfCmd.MAP_GET_NEXT_KEY: 24, BpfCmd.MAP_LOOKUP_AND_DELETE_ELEM: 32,
@@ -121,8 +121,7 @@ def map_create(kernel: Kernel, attr: memoryview) -> int:
     check_attr_unused_zero(attr, MAP_CREATE_END)
     a = MapCreateAttr.from_attr(attr)
     if a.map_flags & BPF_F_TOKEN_FD:
-        token_fd = int.from_bytes(bytes(attr[76:80]).ljust(4, b"\0"), "little", signed=True)
-        current().files.get(token_fd)
+        current().files.get(a.map_token_fd)
         raise oserror(errno.EINVAL)  # the simulated kernel has no BPF tokens
     if a.btf_vmlinux_value_type_id:
         raise oserror(errno.EINVAL)  # only struct_ops maps take it, and there are none here

@@ -133,7 +133,10 @@ class MapCreateAttr(_Attr):
         ("btf_value_type_id", c_uint32),
         ("btf_vmlinux_value_type_id", c_uint32),
         ("map_extra", c_uint64),
+        ("value_type_btf_obj_fd", ctypes.c_int32),  # with BPF_F_VTYPE_BTF_OBJ_FD
+        ("map_token_fd", ctypes.c_int32),  # with BPF_F_TOKEN_FD
     ]
+    _c_newer_ = frozenset({"value_type_btf_obj_fd", "map_token_fd"})  # Linux 6.7 / 6.9
 
 
 class MapElemAttr(_Attr):
