@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import ctypes
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loader.event_decode import EventDecoder, SampleFormatter, find_event_type, object_types
-
-pytestmark = pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
+from loader.obj.btf import INT_CHAR, INT_SIGNED, Btf, BtfMember, BtfType
 
 SOURCE = r"""
 #include <linux/bpf.h>
@@ -41,6 +43,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory) -> dict[str, Path]:
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed")
     d = tmp_path_factory.mktemp("ev")
     (d / "ev.c").write_text(SOURCE)
     out = {}
@@ -111,3 +115,79 @@ def test_the_opensnoop_example_decodes(tmp_path):
     raw = struct.pack("<IIiI16s256s", 12, 1000, -100, 0, b"cat", b"/etc/passwd") + bytes(4)
     got = fmt.decode(raw)
     assert (got["pid"], got["comm"], got["filename"], got["dfd"]) == (12, "cat", "/etc/passwd", -100)
+
+
+# -- property: the compiled decoder reads what ctypes lays out -----------------------------------------
+_SCALARS = {  # name -> (ctypes type, size, signed)
+    "u8": (ctypes.c_uint8, 1, False), "s8": (ctypes.c_int8, 1, True), "u16": (ctypes.c_uint16, 2, False),
+    "s16": (ctypes.c_int16, 2, True), "u32": (ctypes.c_uint32, 4, False), "s32": (ctypes.c_int32, 4, True),
+    "u64": (ctypes.c_uint64, 8, False), "s64": (ctypes.c_int64, 8, True),
+}
+field_kind = st.one_of(st.sampled_from(sorted(_SCALARS)), st.tuples(st.just("str"), st.integers(1, 24)),
+                       st.tuples(st.just("arr"), st.sampled_from(sorted(_SCALARS)), st.integers(1, 4)))
+
+
+class _Types:
+    """Builds BTF records (as the parser would produce them) for generated structs."""
+
+    def __init__(self) -> None:
+        self.types = [BtfType(id=0, kind="UNKN", name="")]
+        self.ints: dict[str, int] = {}
+
+    def add(self, **kw) -> int:
+        self.types.append(BtfType(id=len(self.types), **kw))
+        return len(self.types) - 1
+
+    def scalar(self, name: str) -> int:
+        if name not in self.ints:
+            _, size, signed = _SCALARS[name]
+            self.ints[name] = self.add(kind="INT", name=name, size=size, int_encoding=INT_SIGNED if signed else 0,
+                                       int_bits=size * 8)
+        return self.ints[name]
+
+    def char(self) -> int:
+        if "char" not in self.ints:
+            self.ints["char"] = self.add(kind="INT", name="char", size=1, int_encoding=INT_SIGNED | INT_CHAR,
+                                         int_bits=8)
+        return self.ints["char"]
+
+
+def _layout(kinds, types: _Types, depth: int = 0):
+    """A ctypes Structure and the BTF struct id for a list of field kinds."""
+    fields, members = [], []
+    for i, kind in enumerate(kinds):
+        name = f"f{i}"
+        if isinstance(kind, str):
+            fields.append((name, _SCALARS[kind][0]))
+            tid = types.scalar(kind)
+        elif kind[0] == "str":
+            fields.append((name, ctypes.c_char * kind[1]))
+            tid = types.add(kind="ARRAY", name="", array=(types.char(), 0, kind[1]))
+        else:
+            fields.append((name, _SCALARS[kind[1]][0] * kind[2]))
+            tid = types.add(kind="ARRAY", name="", array=(types.scalar(kind[1]), 0, kind[2]))
+        members.append((name, tid))
+    cls = type(f"S{depth}", (ctypes.Structure,), {"_fields_": fields})
+    btf_members = [BtfMember(n, t, getattr(cls, n).offset * 8) for n, t in members]
+    sid = types.add(kind="STRUCT", name="event", size=ctypes.sizeof(cls), members=btf_members, vlen=len(members))
+    return cls, sid
+
+
+@settings(max_examples=150, deadline=None)
+@given(kinds=st.lists(field_kind, min_size=1, max_size=8), data=st.data())
+def test_decoder_agrees_with_ctypes(kinds, data):
+    types = _Types()
+    cls, sid = _layout(kinds, types)
+    btf = Btf(raw=b"", types=types.types, strings=b"")
+    raw = data.draw(st.binary(min_size=ctypes.sizeof(cls), max_size=ctypes.sizeof(cls)))
+    obj = cls.from_buffer_copy(raw)
+    got = EventDecoder(btf, sid).decode(raw)
+    assert list(got) == [f"f{i}" for i in range(len(kinds))]
+    for i, kind in enumerate(kinds):
+        want = getattr(obj, f"f{i}")
+        if isinstance(kind, tuple) and kind[0] == "str":
+            field_raw = bytes(raw[getattr(cls, f"f{i}").offset:][: kind[1]])
+            want = field_raw.split(b"\0", 1)[0].decode("utf-8", "backslashreplace")
+        elif isinstance(kind, tuple):
+            want = list(want)
+        assert got[f"f{i}"] == want, (kind, got, want)
