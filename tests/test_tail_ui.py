@@ -99,3 +99,26 @@ def test_map_snapshots_and_ring_fill_are_drawn():
     assert state.maps["counts"] == [("11", "9"), ("10", "3")]
     assert state.histograms["lat_hist"] == [0, 2, 6, 1]
     assert "ring rb: ███······· 30%" in screen and "4 -> 7" in screen
+
+
+def test_map_tables_sort_counts_and_struct_counters_and_cut_long_tables():
+    import json
+
+    from loader.histogram import jsonable, map_text_lines, snapshot_json, snapshot_map
+
+    snap = snapshot_map("counts", [(k, k * 3 % 7) for k in range(40)])
+    lines = map_text_lines(snap, limit=5)
+    assert lines[:2] == ["counts:", "  KEY       VALUE"]
+    assert [int(line.split()[1]) for line in lines[2:7]] == [6, 6, 6, 6, 6]
+    assert lines[-1] == "  ... 35 more"
+    by_field = snapshot_map("procs", [(1, {"count": 2, "comm": "a"}), (2, {"count": 9, "comm": "b"})])
+    assert [k for k, _ in by_field.rows] == [2, 1]
+    assert "count=9 comm=b" in map_text_lines(by_field)[2]
+    zeros = snapshot_map("arr", [(0, 0), (1, 5), (2, 0)], is_array=True)
+    assert zeros.rows == [(1, 5)]
+    assert map_text_lines(snapshot_map("empty", [])) == ["empty: (empty)"]
+    hist = snapshot_map("lat_hist", [(0, 0), (1, 1), (2, 3)], is_array=True)
+    assert hist.kind == "hist" and map_text_lines(hist, "bpftrace")[0] == "@lat_hist:"
+    obj = snapshot_json(snapshot_map("m", [(b"\x01\x02", {"comm": "x", "v": [1, 2]})]))
+    assert json.loads(json.dumps(obj))["entries"] == [{"key": "0102", "value": {"comm": "x", "v": [1, 2]}}]
+    assert jsonable((1, b"\xff", {2: None})) == [1, "ff", {"2": None}]
