@@ -1033,3 +1033,28 @@ def scenario_ringbuf_program_output(r: Rec) -> None:
 
 def test_ringbuf_program_output_matches_linux(both):
     run_both(both, scenario_ringbuf_program_output)
+
+
+SIM_TYPES = [T.HASH, T.ARRAY, T.PROG_ARRAY, T.PERF_EVENT_ARRAY, T.PERCPU_HASH, T.PERCPU_ARRAY, T.STACK_TRACE,
+             T.CGROUP_ARRAY, T.LRU_HASH, T.LRU_PERCPU_HASH, T.LPM_TRIE, T.ARRAY_OF_MAPS, T.HASH_OF_MAPS, T.QUEUE,
+             T.STACK, T.RINGBUF, T.BLOOM_FILTER]
+
+
+@settings(max_examples=int(os.environ.get("MAPS_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(map_type=st.sampled_from(SIM_TYPES), key_size=st.sampled_from([0, 1, 4, 5, 8, 261]),
+       value_size=st.sampled_from([0, 1, 4, 8, 12, 1016, 1024, 32769]),
+       max_entries=st.sampled_from([0, 1, 3, 4096, 8192]),
+       flags=st.one_of(st.just(0), st.sampled_from([1 << i for i in range(19)]), st.integers(0, (1 << 19) - 1)),
+       map_extra=st.sampled_from([0, 0, 3, 16]), inner=st.booleans(), name=st.sampled_from([b"", b"ok_name", b"bad-name"]))
+def test_create_rules_match_linux(both, map_type, key_size, value_size, max_entries, flags, map_extra, inner, name):
+    """Random MAP_CREATE attrs over every map type the sim implements: created or the same errno."""
+    flags &= ~(1 << 16)  # BPF_F_TOKEN_FD would read a token fd
+    results = []
+    for u in both:
+        inner_fd = u.create(T.ARRAY, 4, 4, 1) if inner else 999  # fd 0 is a tty on one kernel only
+        r = res(u.create, map_type, key_size, value_size, max_entries, flags, name=name, map_extra=map_extra,
+                inner_map_fd=inner_fd)
+        results.append("created" if isinstance(r, int) else r)
+        u.close_all()
+    assert results[0] == results[1]
