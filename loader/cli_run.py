@@ -337,7 +337,7 @@ class RunSession:
                 rb = RingBuf(self.ebpf.take_map(name))
                 self.streams.append(StreamMap(name, "ring", rb,
                                               SampleFormatter(sources, padded=False, type_name=self.args.event_type)))
-            elif not name.startswith("."):
+            elif not name.startswith(".") and name != "AYA_LOG_BUF":  # aya-log's scratch buffer
                 self.state_maps.append((name, m))
 
     def start_workload(self) -> None:

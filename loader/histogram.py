@@ -73,6 +73,8 @@ def bpftrace_hist_lines(counts: Sequence[int], width: int = 52) -> list[str]:
 HIST_NAME_HINTS = ("hist", "dist", "slot", "lat", "log2")
 MAX_HIST_SLOTS = 128
 TABLE_ROWS = 30
+MAX_CELL_BYTES = 32  # a table cell shows this much of a bytes value (JSON output has it all)
+MAX_CELL_ITEMS = 16
 COUNT_FIELDS = ("count", "counts", "calls", "hits", "total", "bytes", "value")
 
 
@@ -127,10 +129,15 @@ def snapshot_map(name: str, items: Iterable[tuple[Any, Any]], *, is_array: bool 
 def format_value(value: Any) -> str:
     """A key or value as one short cell: ints, C strings, struct fields as k=v, bytes as hex."""
     if isinstance(value, bytes | bytearray):
-        return bytes(value).hex()
+        data = bytes(value)
+        if len(data) > MAX_CELL_BYTES:
+            return f"{data[:MAX_CELL_BYTES].hex()}… ({len(data)} bytes)"
+        return data.hex()
     if isinstance(value, dict):
         return " ".join(f"{k}={format_value(v)}" for k, v in value.items() if not str(k).startswith("__"))
     if isinstance(value, list | tuple):
+        if len(value) > MAX_CELL_ITEMS:
+            return "[" + ", ".join(format_value(v) for v in value[:MAX_CELL_ITEMS]) + f", … ({len(value)} items)]"
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     return str(value)
 

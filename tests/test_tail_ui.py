@@ -122,3 +122,11 @@ def test_map_tables_sort_counts_and_struct_counters_and_cut_long_tables():
     obj = snapshot_json(snapshot_map("m", [(b"\x01\x02", {"comm": "x", "v": [1, 2]})]))
     assert json.loads(json.dumps(obj))["entries"] == [{"key": "0102", "value": {"comm": "x", "v": [1, 2]}}]
     assert jsonable((1, b"\xff", {2: None})) == [1, "ff", {"2": None}]
+
+
+def test_long_cells_are_cut_for_display():
+    from loader.histogram import format_value
+
+    assert format_value(bytes(100)) == "00" * 32 + "… (100 bytes)"
+    assert format_value(list(range(40))).endswith(", … (40 items)]")
+    assert format_value(b"\x01\x02") == "0102"
