@@ -1058,3 +1058,49 @@ def test_create_rules_match_linux(both, map_type, key_size, value_size, max_entr
         results.append("created" if isinstance(r, int) else r)
         u.close_all()
     assert results[0] == results[1]
+
+
+ELEM_TYPES = {  # map type -> (key_size, value_size, max_entries, flags)
+    T.HASH: (4, 8, 4, BPF_F_ZERO_SEED), T.PERCPU_HASH: (4, 4, 4, BPF_F_ZERO_SEED),
+    T.LRU_HASH: (4, 8, 4, BPF_F_ZERO_SEED), T.LRU_PERCPU_HASH: (4, 4, 4, BPF_F_ZERO_SEED),
+    T.ARRAY: (4, 8, 4, 0), T.PERCPU_ARRAY: (4, 4, 4, 0), T.QUEUE: (0, 8, 3, 0), T.STACK: (0, 8, 3, 0),
+    T.LPM_TRIE: (5, 8, 4, BPF_F_NO_PREALLOC), T.BLOOM_FILTER: (0, 8, 16, BPF_F_ZERO_SEED),
+    T.STACK_TRACE: (4, 16, 4, 0), T.RINGBUF: (0, 0, 4096, 0), T.PERF_EVENT_ARRAY: (4, 4, 4, 0),
+    T.CGROUP_ARRAY: (4, 4, 4, 0), T.PROG_ARRAY: (4, 4, 4, 0),
+}
+
+
+@_HYP
+@given(map_type=st.sampled_from(list(ELEM_TYPES)), ops=st.lists(st.tuples(
+    st.sampled_from([B.MAP_LOOKUP_ELEM, B.MAP_UPDATE_ELEM, B.MAP_DELETE_ELEM, B.MAP_GET_NEXT_KEY,
+                     B.MAP_LOOKUP_AND_DELETE_ELEM]),
+    st.one_of(st.none(), st.integers(0, 6)), st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2, 3, 4, 8])),
+    min_size=1, max_size=20))
+def test_element_commands_match_linux(both, on_cpu0, map_type, ops):
+    """Any element command, NULL or real keys, any flags, on every map type: same bytes, same errnos."""
+    key_size, value_size, max_entries, flags = ELEM_TYPES[map_type]
+    n = both[0].possible_cpus()
+    vsize = 8 * n if map_type in (T.PERCPU_HASH, T.LRU_PERCPU_HASH, T.PERCPU_ARRAY) else value_size
+    results = []
+    for u in both:
+        fd = u.create(map_type, key_size, value_size, max_entries, flags)
+        out = []
+        for cmd, key, val, fl in ops:
+            kb = None if key is None else (key.to_bytes(4, "little") + bytes([key * 8]))[:key_size]
+            if key is not None and key_size == 0:
+                kb = b"\0"  # a key pointer for a keyless map
+            vb = (val.to_bytes(8, "little") * (vsize // 8 + 1))[:vsize]
+            if cmd == B.MAP_LOOKUP_ELEM:
+                out.append(res(u.lookup, fd, kb, vsize, fl))
+            elif cmd == B.MAP_UPDATE_ELEM:
+                out.append(res(u.update, fd, kb, vb if map_type not in (T.PERF_EVENT_ARRAY, T.CGROUP_ARRAY, T.PROG_ARRAY)
+                               else k(900 + key if key else 999), fl))
+            elif cmd == B.MAP_DELETE_ELEM:
+                out.append(res(u.delete, fd, kb))
+            elif cmd == B.MAP_GET_NEXT_KEY:
+                out.append(res(u.next_key, fd, kb, key_size))
+            else:
+                out.append(res(u.lookup_and_delete, fd, kb, vsize, fl & 4))
+        results.append(out)
+        u.close(fd)
+    assert results[0] == results[1]
