@@ -78,6 +78,20 @@ def parse_target(args: argparse.Namespace) -> Target | None:
     return None
 
 
+def parse_globals(specs: list[str]) -> list[tuple[str, int | str]]:
+    """--global NAME=VALUE: integers (any base), else the text as bytes of a string."""
+    out = []
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not (name and sep):
+            raise CliError(f"bad --global {spec!r}: expected NAME=VALUE")
+        try:
+            out.append((name, int(value, 0)))
+        except ValueError:
+            out.append((name, value))
+    return out
+
+
 _SECTION_KINDS = {"kprobe": "kprobe", "kretprobe": "kretprobe", "tracepoint": "tracepoint", "tp": "tracepoint",
                   "uprobe": "uprobe", "uretprobe": "uprobe"}
 
@@ -257,7 +271,17 @@ class RunSession:
             raise CliError(f"the loader is not available: {e}") from None
         self.target = parse_target(a)
         try:
-            self.ebpf = Ebpf.load_file(a.object, kernel=self.sys)
+            if a.globals:
+                from .ebpf import EbpfLoader
+
+                builder = EbpfLoader(self.sys)
+                for name, value in parse_globals(a.globals):
+                    builder.set_global(name, value)
+                self.ebpf = builder.load_file(a.object)
+            else:
+                self.ebpf = Ebpf.load_file(a.object, kernel=self.sys)
+        except CliError:
+            raise
         except OSError as e:
             raise CliError(f"{a.object}: {e.strerror or e}") from None
         except Exception as e:
@@ -337,7 +361,7 @@ class RunSession:
                 rb = RingBuf(self.ebpf.take_map(name))
                 self.streams.append(StreamMap(name, "ring", rb,
                                               SampleFormatter(sources, padded=False, type_name=self.args.event_type)))
-            elif not name.startswith(".") and name != "AYA_LOG_BUF":  # aya-log's scratch buffer
+            elif name != "AYA_LOG_BUF":  # aya-log's scratch buffer is no state of the program
                 self.state_maps.append((name, m))
 
     def start_workload(self) -> None:
@@ -363,7 +387,7 @@ class RunSession:
 
     # -- maps --------------------------------------------------------------------------------
     def snapshots(self) -> list:
-        from .histogram import snapshot_map
+        from .histogram import snapshot_globals, snapshot_map
 
         out = []
         for name, m in self.state_maps:
@@ -372,7 +396,10 @@ class RunSession:
             except Exception as e:  # a map we cannot read is reported, not fatal
                 self.sink.note(f"map {name}: cannot read ({e})")
                 continue
-            out.append(snapshot_map(name, items, is_array=int(getattr(m, "map_type", -1)) in _ARRAY_TYPES))
+            if name.startswith("."):  # global data: .data, .bss, .rodata - one row per variable
+                out.append(snapshot_globals(name, items))
+            else:
+                out.append(snapshot_map(name, items, is_array=int(getattr(m, "map_type", -1)) in _ARRAY_TYPES))
         return out
 
     def bpftool_view(self) -> None:
@@ -715,6 +742,8 @@ def run(sub: argparse._SubParsersAction) -> None:
                                                                     f"{DEFAULT_PAGES})")
     p.add_argument("--event-type", metavar="STRUCT", help="BTF/DWARF struct the events are (default: guessed by size)")
     p.add_argument("--hist-style", choices=("bcc", "bpftrace"), default="bcc", help="log2 histogram layout")
+    p.add_argument("--global", dest="globals", action="append", metavar="NAME=VALUE", default=[],
+                   help="set a global variable before load (Aya's set_global), e.g. target_tgid=42")
     p.add_argument("--bpftool", action="store_true",
                    help="at exit, also show the run's programs and maps as `bpftool prog/map show` does")
     p.set_defaults(func=cmd_run)

@@ -179,3 +179,14 @@ def snapshot_json(snap: MapSnapshot) -> dict[str, Any]:
         return {"type": "map", "name": snap.name, "kind": "hist", "counts": snap.counts}
     return {"type": "map", "name": snap.name, "kind": "table",
             "entries": [{"key": jsonable(k), "value": jsonable(v)} for k, v in snap.rows]}
+
+
+def snapshot_globals(name: str, items: Iterable[tuple[Any, Any]]) -> MapSnapshot:
+    """A global-data map (.data, .bss, .rodata): one row per variable, in declaration order."""
+    rows: list[tuple[Any, Any]] = []
+    for _key, value in items:
+        if isinstance(value, dict):
+            rows.extend((var, v) for var, v in value.items())
+        else:
+            rows.append((_key, value))
+    return MapSnapshot(name, "table", rows=rows, total_rows=len(rows))

@@ -167,3 +167,16 @@ def test_bpftool_view_of_the_run(capsys):
     assert main(["run", str(EXAMPLES / "opensnoop.bpf.o"), "--duration", "0.5", "--json", "--bpftool"]) == 0
     views = [o for o in json_lines(capsys.readouterr().out) if o["type"] == "bpftool"]
     assert {(v["object"], v["info"]["name"]) for v in views} == {("prog", "opensnoop"), ("map", "events")}
+
+
+def test_globals_set_before_load_and_printed_per_variable(capsys):
+    """globals.bpf.o samples every Nth syscall: N comes from --global, the counts from .bss."""
+    assert main(["run", str(EXAMPLES / "globals.bpf.o"), "--duration", "1", "--json",
+                 "--global", "sample_every=4"]) == 0
+    maps = {o["name"]: {e["key"]: e["value"] for e in o["entries"]}
+            for o in json_lines(capsys.readouterr().out) if o["type"] == "map"}
+    assert maps[".rodata"] == {"target_tgid": 0, "sample_every": 4}
+    assert maps[".bss"]["calls_seen"] > 0
+    assert maps[".bss"]["calls_sampled"] == maps[".bss"]["calls_seen"] // 4
+    assert main(["run", str(EXAMPLES / "globals.bpf.o"), "--global", "sample_every"]) == 1
+    assert capsys.readouterr().err.strip() == "bpfload: bad --global 'sample_every': expected NAME=VALUE"
