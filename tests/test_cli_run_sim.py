@@ -171,7 +171,8 @@ def test_bpftool_view_of_the_run(capsys):
 
 def test_globals_set_before_load_and_printed_per_variable(capsys):
     """globals.bpf.o samples every Nth syscall: N comes from --global, the counts from .bss."""
-    assert main(["run", str(EXAMPLES / "globals.bpf.o"), "--duration", "1", "--json",
+    # One CPU: the program's `calls_seen++` is not atomic, two CPUs could interleave it.
+    assert main(["run", str(EXAMPLES / "globals.bpf.o"), "--duration", "1", "--json", "--cpus", "1",
                  "--global", "sample_every=4"]) == 0
     maps = {o["name"]: {e["key"]: e["value"] for e in o["entries"]}
             for o in json_lines(capsys.readouterr().out) if o["type"] == "map"}
