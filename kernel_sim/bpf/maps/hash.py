@@ -108,7 +108,8 @@ class HashMap(UnifiedMap):
         self._slots: dict[bytes, int] = {}
         self._bucket_of: dict[bytes, int] = {}
         self._buckets: dict[int, list[bytes]] = {}
-        self._nonempty: list[int] = []
+        self._blocks: dict[int, list[int]] = {}  # block (256 buckets) -> its non-empty buckets, sorted
+        self._block_list: list[int] = []  # non-empty blocks, sorted
         self._free: deque[int] = deque()  # freed slots, reused oldest first
         self._fresh = 0  # slots never used yet are handed out in order
         self._nslots = nslots
@@ -145,9 +146,41 @@ class HashMap(UnifiedMap):
         lst = self._buckets.get(b)
         if lst is None:
             self._buckets[b] = [key]
-            bisect.insort(self._nonempty, b)
+            self._mark(b)
         else:
             lst.insert(0, key)
+
+    # Which buckets are non-empty, in order, at two levels so that a map of millions of keys
+    # neither rescans empty buckets nor shifts one long sorted list on every insert.
+    def _mark(self, b: int) -> None:
+        blk = b >> 8
+        lst = self._blocks.get(blk)
+        if lst is None:
+            self._blocks[blk] = [b]
+            bisect.insort(self._block_list, blk)
+        else:
+            bisect.insort(lst, b)
+
+    def _unmark(self, b: int) -> None:
+        blk = b >> 8
+        lst = self._blocks[blk]
+        del lst[bisect.bisect_left(lst, b)]
+        if not lst:
+            del self._blocks[blk]
+            del self._block_list[bisect.bisect_left(self._block_list, blk)]
+
+    def _next_nonempty(self, start: int) -> int | None:
+        """The first non-empty bucket >= start, or None."""
+        blk = start >> 8
+        lst = self._blocks.get(blk)
+        if lst:
+            i = bisect.bisect_left(lst, start)
+            if i < len(lst):
+                return lst[i]
+        j = bisect.bisect_right(self._block_list, blk)
+        if j == len(self._block_list):
+            return None
+        return self._blocks[self._block_list[j]][0]
 
     def _unlink(self, key: bytes) -> None:
         b = self._bucket_of[key]
@@ -155,7 +188,7 @@ class HashMap(UnifiedMap):
         lst.remove(key)
         if not lst:
             del self._buckets[b]
-            del self._nonempty[bisect.bisect_left(self._nonempty, b)]
+            self._unmark(b)
 
     # -- slot values (overridden by hash_of_maps) ------------------------------------------------
     def _read_user(self, slot: int) -> bytes:
@@ -326,10 +359,10 @@ class HashMap(UnifiedMap):
                 if i + 1 < len(lst):
                     return lst[i + 1]
                 start = b + 1
-            i = bisect.bisect_left(self._nonempty, start)
-            if i == len(self._nonempty):
+            b = self._next_nonempty(start)
+            if b is None:
                 raise oserror(errno.ENOENT)
-            return self._buckets[self._nonempty[i]][0]
+            return self._buckets[b][0]
 
     def lookup_batch(self, batch: int, max_count: int, delete: bool) -> tuple[list[tuple[bytes, bytes]], int, int]:
         """Linux's __htab_map_lookup_and_delete_batch: whole buckets at a time.
@@ -342,10 +375,10 @@ class HashMap(UnifiedMap):
             return out, batch, errno.ENOENT
         with self.lock:
             while True:
-                i = bisect.bisect_left(self._nonempty, batch)
-                if i == len(self._nonempty):
+                nxt = self._next_nonempty(batch)
+                if nxt is None:
                     return out, self.n_buckets, errno.ENOENT
-                batch = self._nonempty[i]
+                batch = nxt
                 keys = list(self._buckets[batch])
                 if len(keys) > max_count - len(out):
                     return out, batch, (errno.ENOSPC if not out else 0)
