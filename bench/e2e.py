@@ -207,12 +207,17 @@ def main() -> int:
     p.add_argument("--workload", default="storm")
     p.add_argument("--pages", type=int, default=64, help="perf buffer pages per CPU")
     p.add_argument("--ring-bytes", type=int, default=256 * 1024, help="BPF ring buffer size")
+    p.add_argument("--switch-interval", type=float, default=None, metavar="S",
+                   help="sys.setswitchinterval: how long a thread may hold the GIL (Python's default: 0.005)")
     args = p.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     if shutil.which("clang") is None:
         print("e2e: clang is needed to build the benchmark's BPF program", file=sys.stderr)
         return 1
     print(f"e2e: kprobe do_sys_openat2 -> decoded dict in the consumer (sim, x86_64, {args.cpus} CPUs, "
-          f"{args.workload} workload, {args.seconds:g} s per transport)")
+          f"{args.workload} workload, {args.seconds:g} s per transport, GIL switch interval "
+          f"{sys.getswitchinterval() * 1000:g} ms)")
     with tempfile.TemporaryDirectory() as tmp:
         rate = consumer_only(build(Path(tmp), False, args.ring_bytes), min(args.seconds, 1.0))
         print(f"  {'consumer alone (perf)':<26} decoded {rate:>9,.0f} ev/s   (samples written straight into the "
