@@ -424,3 +424,18 @@ def test_closing_maps_gives_back_vm_regions(sim):
             sim.close(fd)
         assert len(vm.regions) == baseline
     assert not sim.kernel.ids["map"].objects
+
+
+def test_prog_elements_for_each_map_elem(sim):
+    h = sim.create(T.HASH, 4, 8, 8)
+    for i in range(5):
+        sim.update(h, k(i), q(i * 10))
+    elems = sim.obj(h).prog_elements(0)
+    assert [key for key, _ in elems] == sim.keys(h, 4)  # the same walk as get_next_key
+    assert all(sim.kernel.vm.read(addr, 8) == q(int.from_bytes(key, "little") * 10) for key, addr in elems)
+    pa = sim.create(T.PERCPU_ARRAY, 4, 8, 3)
+    sim.update(pa, k(2), q(1) + q(2))
+    elems = sim.obj(pa).prog_elements(1)
+    assert [key for key, _ in elems] == [k(0), k(1), k(2)]
+    assert sim.kernel.vm.read(elems[2][1], 8) == q(2)
+    assert sim.obj(sim.create(T.QUEUE, 0, 8, 2)).prog_elements(0) is None

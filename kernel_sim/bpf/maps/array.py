@@ -189,6 +189,10 @@ class ArrayMap(UnifiedMap):
     def prog_delete(self, key: bytes) -> int:
         return -errno.EINVAL
 
+    def prog_elements(self, cpu: int = 0) -> list[tuple[bytes, int]] | None:
+        return [(i.to_bytes(4, "little"), self.prog_lookup(i.to_bytes(4, "little"), cpu))
+                for i in range(self.max_entries)]
+
     def direct_value_size(self) -> int | None:
         return self.value_size if self.max_entries == 1 else None
 
@@ -356,6 +360,9 @@ class FdArrayMap(ArrayMap):
 
     def prog_update(self, key: bytes, value: bytes, flags: int = 0, cpu: int = 0) -> int:
         return -errno.EINVAL
+
+    def prog_elements(self, cpu: int = 0) -> list[tuple[bytes, int]] | None:
+        return None
 
     def direct_value_size(self) -> int | None:
         return None

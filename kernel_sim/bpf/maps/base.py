@@ -291,6 +291,11 @@ class UnifiedMap:
     def prog_delete(self, key: bytes) -> int:
         return -errno.EINVAL
 
+    def prog_elements(self, cpu: int = 0) -> list[tuple[bytes, int]] | None:
+        """For bpf_for_each_map_elem: (key, value address) of every element, in the map's walk
+        order, for the given CPU's copy; None where Linux has no iteration for the map type."""
+        return None
+
     def prog_push(self, value: bytes, flags: int = 0) -> int:
         return -errno.EINVAL
 

@@ -410,6 +410,17 @@ class HashMap(UnifiedMap):
             return -e.errno
         return 0
 
+    def prog_elements(self, cpu: int = 0) -> list[tuple[bytes, int]] | None:
+        with self.lock:
+            out = []
+            b = self._next_nonempty(0)
+            while b is not None:
+                for key in self._buckets[b]:
+                    slot = self._slots[key]
+                    out.append((key, self.pcpu.addr(cpu, slot) if self.percpu else self.base + slot * self.stride))
+                b = self._next_nonempty(b + 1)
+            return out
+
     def _fast_update(self, key: bytes, value: bytes, flags: int) -> int:
         """bpf_map_update_elem on a plain hash map: _update's semantics without its generality
         (this is the per-event path of most tracing programs)."""
@@ -527,4 +538,7 @@ class HashOfMaps(HashMap):
 
     def prog_update(self, key: bytes, value: bytes, flags: int = 0, cpu: int = 0) -> int:
         return -errno.EINVAL
+
+    def prog_elements(self, cpu: int = 0) -> list[tuple[bytes, int]] | None:
+        return None
 
