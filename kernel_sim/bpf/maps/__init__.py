@@ -13,7 +13,7 @@ queue/stack ``prog_push / prog_pop / prog_peek``; bloom filter ``prog_push`` and
 ``prog_peek_value(value)``; perf_event_array ``perf_event_output``; prog_array ``prog_at``;
 stack_trace ``prog_store_stack(ips, flags)``; ringbuf ``ringbuf`` / ``ringbuf_base`` /
 ``ringbuf_reserve / _submit / _discard / _output / _query``; ``direct_value_size /
-direct_value_addr`` for BPF_PSEUDO_MAP_VALUE.
+direct_value_addr`` for BPF_PSEUDO_MAP_VALUE; ``prog_elements(cpu)`` for bpf_for_each_map_elem.
 """
 
 from __future__ import annotations
