@@ -82,7 +82,11 @@ def ctx_access(prog_type: int, off: int, size: int, write: bool, arch: str = "x8
         return CtxAccess(True, {XDP_DATA: "pkt", XDP_DATA_END: "pkt_end", XDP_DATA_META: "pkt_meta"}.get(off, "scalar"))
     if prog_type in (ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB):
         return _skb_access(prog_type, off, size, write)
-    return DENY
+    if prog_type == ProgType.SYSCALL:  # the user's buffer: read and write, bounds checked at run time
+        return SCALAR if off < 0xFFFF and off % size == 0 else DENY
+    # Types kernel_sim does not model in detail: accept aligned accesses (the run-time bounds check
+    # of the ctx region still applies) rather than refuse a program Linux would load.
+    return SCALAR if off % size == 0 else DENY
 
 
 def _skb_access(prog_type: int, off: int, size: int, write: bool) -> CtxAccess:

@@ -43,7 +43,7 @@ RET_PTR_TO_MEM_OR_NULL = "ringbuf_mem_or_null"  # bpf_ringbuf_reserve: size from
 
 _T = ProgType
 TRACING = frozenset({_T.KPROBE, _T.TRACEPOINT, _T.PERF_EVENT, _T.RAW_TRACEPOINT, _T.RAW_TRACEPOINT_WRITABLE,
-                     _T.TRACING, _T.LSM})
+                     _T.TRACING, _T.LSM, _T.SYSCALL})
 NET = frozenset({_T.SOCKET_FILTER, _T.SCHED_CLS, _T.SCHED_ACT, _T.XDP, _T.CGROUP_SKB, _T.SK_SKB, _T.LWT_IN,
                  _T.LWT_OUT, _T.LWT_XMIT, _T.FLOW_DISSECTOR})
 ALL = frozenset(ProgType) - {_T.UNSPEC}
