@@ -109,6 +109,7 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
     fmt = SampleFormatter(object_types(str(obj)), padded=not ringbuf)
     latencies: list[int] = []
     decoded = 0
+    batches = 0
 
     if ringbuf:
         from loader.ringbuf_reader import RingBuf
@@ -121,7 +122,7 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
         buffers = source.open_all(page_count=args.pages)
 
     async def consume() -> float:
-        nonlocal decoded
+        nonlocal decoded, batches
         async with open_reactor(sys_) as reactor:
             stream = RingStream(reactor, source) if ringbuf else PerfStream(reactor, buffers)
             sys_.start_workload(args.workload)
@@ -130,6 +131,7 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
                 if ringbuf:
                     async for raw in stream:
                         batch = [raw, *stream.drain(limit=4096)]
+                        batches += 1
                         now = kernel.clock_ns()
                         for rec in batch:
                             ev = fmt.decode(rec)
@@ -138,6 +140,7 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
                                 latencies.append(now - ev["ts"])
                 else:
                     async for batch in stream:
+                        batches += 1
                         now = kernel.clock_ns()
                         for raw in batch.samples:
                             ev = fmt.decode(raw)
@@ -168,6 +171,7 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
         "p99_ms": lat[int(len(lat) * 0.99) - 1] / 1e6 if len(lat) >= 100 else float("nan"),
         "decoded": decoded,
         "seconds": elapsed,
+        "per_batch": decoded / batches if batches else 0.0,
     }
 
 
@@ -229,7 +233,7 @@ def main() -> int:
                     else f"perf buffer ({args.pages} pages/CPU)")
             print(f"  {name:<26} decoded {r['decoded_per_s']:>9,.0f} ev/s   hits {r['hits_per_s']:>9,.0f} ev/s   "
                   f"dropped {r['dropped_pct']:5.1f}%   latency p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms   "
-                  f"({r['decoded']} events in {r['seconds']:.2f} s)")
+                  f"({r['decoded']} events in {r['seconds']:.2f} s, {r['per_batch']:.1f} per read)")
     return 0
 
 
