@@ -213,3 +213,13 @@ def test_linux_uprobe_on_a_function_of_our_binary(tmp_path):
     events = [o["event"] for o in map(json.loads, out.splitlines()) if o["type"] == "event"]
     assert [(e["comm"], e["arg"]) for e in events] == [("target", 40), ("target", 41), ("target", 42)]
     assert len({e["pid"] for e in events}) == 1
+
+
+@needs_bpf
+def test_linux_run_leaves_no_descriptor_behind(capsys):
+    argv = ["run", str(EXAMPLES / "opensnoop_tp.bpf.o"), "--kernel", "linux", "--duration", "0.3", "--json"]
+    assert main(argv) == 0  # warm-up: imports and whatever they keep open
+    before = set(os.listdir("/proc/self/fd"))
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert set(os.listdir("/proc/self/fd")) - before == set()
