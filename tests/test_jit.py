@@ -201,6 +201,21 @@ def test_tail_call_exception_passes_through_to_the_driver() -> None:
     assert execute(first, run, 0) == 42
 
 
+@pytest.mark.parametrize("cls", [Interpreter, JitEngine])
+def test_tail_call_from_a_subprogram_returns_to_its_caller(cls) -> None:
+    """The target replaces the subprogram only (Linux x86-64): main adds 100 to its r0."""
+    vm = AddressSpace()
+    target = cls(VmProgram.build([mov(0, 7), EXIT], {}, vm))
+
+    def tail(run, r1, r2, r3, r4, r5):
+        raise TailCall(target)
+
+    main = [call(2, src=1), add(0, 100), EXIT, mov(6, 5), call(12), mov(0, 1), EXIT]
+    engine = cls(VmProgram.build(main, {12: tail}, vm))
+    run = RunContext(None, vm=vm, printk=lambda text: None)
+    assert execute(engine, run, 0) == 107
+
+
 # -- faults -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("addr", [0, 8, 0xFFFF000000000000, U64, 0xFFFFF00000000010])
 def test_load_at_a_bad_address_is_a_fault_with_its_pc_and_address(addr: int) -> None:

@@ -32,7 +32,7 @@ from .jit_emit import ALL64, SIZES, Translator, writes_r10
 from .jit_struct import StructuredEmitter, dispatch_function
 from .memory import MAX_CALL_FRAMES, VmFault
 from .program import VmProgram
-from .runctx import DEFAULT_MAX_INSNS, ProgramExit
+from .runctx import DEFAULT_MAX_INSNS, ProgramExit, TailCall
 
 M64 = 0xFFFFFFFFFFFFFFFF
 MEM_ERRORS = (KeyError, struct.error, IndexError, TypeError, ValueError, OverflowError)
@@ -41,9 +41,19 @@ BPF_STORE_REL = 0x110
 _unit_ids = itertools.count(1)
 
 
+def chase_tail_calls(run, tc: TailCall) -> int:
+    """Run a tail call's target (and whatever it tail-calls) in the current frame; its r0."""
+    while True:
+        try:
+            return tc.engine.run(run, run.ctx if tc.ctx is None else tc.ctx, 0) & M64
+        except TailCall as nxt:
+            tc = nxt
+
+
 def _base_names() -> dict:
     names = {"_VmFault": VmFault, "_LOCK": ATOMIC_LOCK, "_alu64": alu64, "_alu32": alu32, "_s32": s32, "_endian": endian,
-             "_ld_packet": ld_packet, "_ProgramExit": ProgramExit}
+             "_ld_packet": ld_packet, "_ProgramExit": ProgramExit,
+             "_TailCall": TailCall, "_chase_tail_calls": chase_tail_calls}
     for sfx, u, s in (("8", "B", "b"), ("16", "H", "h"), ("32", "I", "i"), ("64", "Q", "q")):
         names["_U" + sfx] = struct.Struct("<" + u).unpack_from
         names["_S" + sfx] = struct.Struct("<" + s).unpack_from
@@ -255,6 +265,8 @@ class JitEngine:
             body = dispatch_function(g, block_code, cond, end_code, 1)
         calls += sorted(set(tr.calls))
         out = [(header, -1), (f"    r10 = sb + {tr.fp}", entry)]
+        if tr.uses_trace:
+            out.append(("    _T = run.trace", entry))
         out += [("    " * ind + text, pc) for ind, text, pc in body]
         return out
 

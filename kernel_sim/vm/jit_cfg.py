@@ -33,11 +33,18 @@ class Block:
 
 
 def is_jump(ins: Insn) -> bool:
+    if ins.dst > 10 or ins.src > 10:
+        return False          # faults where it stands (see jit_emit.bad_register)
     cls = ins.code & 7
     if cls not in (BPF_JMP, BPF_JMP32):
         return False
     op = ins.code & 0xF0
-    return op not in (BPF_CALL, BPF_EXIT)
+    # 0xe0 / 0xf0 are no jumps: such an instruction faults where it stands, as in the interpreter
+    return op not in (BPF_CALL, BPF_EXIT, 0xE0, 0xF0)
+
+
+def is_exit(ins: Insn) -> bool:
+    return (ins.code & 0xF7) == BPF_JMP | BPF_EXIT and ins.dst <= 10 and ins.src <= 10
 
 
 def jump_target(pc: int, ins: Insn) -> int:
@@ -85,7 +92,7 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
                 leaders.add(t)
             if nxt < end:
                 leaders.add(nxt)
-        elif (ins.code & 0xF7) == BPF_JMP | BPF_EXIT and nxt < end:
+        elif is_exit(ins) and nxt < end:
             leaders.add(nxt)
         pc = nxt
     order = sorted(leaders)
@@ -100,7 +107,7 @@ def build_graph(insns: list[Insn], start: int, end: int) -> FuncGraph:
             pc += insn_width(insns, pc)
         b = Block(s, pc)
         ins = insns[last]
-        if (ins.code & 0xF7) == BPF_JMP | BPF_EXIT:
+        if is_exit(ins):
             b.kind = "exit"
         elif is_jump(ins):
             t = jump_target(last, ins)

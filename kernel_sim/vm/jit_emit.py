@@ -25,7 +25,6 @@ from ..uapi.insn import (
     BPF_CMPXCHG,
     BPF_DIV,
     BPF_END,
-    BPF_EXIT,
     BPF_FETCH,
     BPF_JEQ,
     BPF_JGE,
@@ -98,6 +97,7 @@ class Translator:
         self.names = names                          # constants the generated code needs
         self.calls: list[int] = []                  # bpf-to-bpf call targets seen
         self.stack_fast = stack_fast                # False when the function writes r10
+        self.uses_trace = False                     # the function needs _T = run.trace
 
     # -- helpers for the generated text -------------------------------------------------------
     def const(self, name: str, value) -> str:
@@ -254,8 +254,13 @@ class Translator:
                 return [self._fault(pc, 0, 0, "call (more than 8 frames)")]
             self.calls.append(target)
             w[0] = 64
+            # a tail call inside the subprogram replaces that subprogram only: its target's r0
+            # comes back here (as Linux does; the interpreter does the same)
             return [f"run.depth = {self.depth + 1}",
-                    f"r0 = f_{target}_{self.depth + 1}(run, R, S, sb, r0, {args}, r6, r7, r8, r9)",
+                    "try:",
+                    f"    r0 = f_{target}_{self.depth + 1}(run, R, S, sb, r0, {args}, r6, r7, r8, r9)",
+                    "except _TailCall as _tc:",
+                    "    r0 = _chase_tail_calls(run, _tc)",
                     f"run.depth = {self.depth}"]
         if src != 0:
             return [self._fault(pc, 0, 0, f"call of kind {src} (kfunc)")]
@@ -264,7 +269,10 @@ class Translator:
             return [self._fault(pc, imm, 0, f"call to unknown helper {imm}")]
         name = self.const(f"_H{imm}" if imm >= 0 else f"_Hm{-imm}", fn)
         w[0] = 64
-        return [f"r0 = run.call_helper({name}, {imm}, {args})"]
+        self.uses_trace = True
+        # untraced runs call the helper directly (one Python frame less); traced runs go
+        # through run.call_helper, which records (id, args, ret)
+        return [f"r0 = {name}(run, {args}) & {M64:#x} if _T is None else run.call_helper({name}, {imm}, {args})"]
 
     # -- ALU -----------------------------------------------------------------------------------
     def _alu(self, pc: int, ins: Insn, w: list[int]) -> list[str]:  # noqa: C901, PLR0911, PLR0912, PLR0915
@@ -274,7 +282,7 @@ class Translator:
         d = f"r{dst}"
         wd = w[dst]
         if op == BPF_END:
-            return [self._endian(d, imm, bool(code & BPF_TO_BE), is64, w, dst)]
+            return [self._endian(pc, d, imm, bool(code & BPF_TO_BE), is64, w, dst)]
         if code & BPF_X:
             b, wb, bconst = f"r{src}", w[src], None
         else:
@@ -450,10 +458,9 @@ class Translator:
             return [f"{d} = {lo_b}"]
         return [self._fault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")]
 
-    def _endian(self, d: str, bits: int, to_be: bool, is64: bool, w: list[int], dst: int) -> str:
-        if bits not in (16, 32, 64):   # refused by the verifier; unverified, do what alu.py does
-            w[dst] = 64
-            return f"{d} = _endian({d}, {bits}, {to_be}, {is64})"
+    def _endian(self, pc: int, d: str, bits: int, to_be: bool, is64: bool, w: list[int], dst: int) -> str:
+        if bits not in (16, 32, 64):   # refused by the verifier; unverified, a fault as the interpreter
+            return f"raise _VmFault({pc}, 0, 0, 'opcode (byte swap of {bits} bits)')"
         mask = (1 << bits) - 1
         if not (to_be or is64):
             if w[dst] <= bits:
@@ -549,22 +556,9 @@ def _sext(v: int, bits: int) -> int:
 
 
 def bad_register(ins: Insn) -> bool:
-    """Whether ``ins`` names a register beyond r10 in a field it uses (the verifier refuses it;
-    unverified, the JIT faults instead of failing to compile)."""
-    code, dst, src = ins.code, ins.dst, ins.src
-    cls = code & 7
-    if cls in (BPF_JMP, BPF_JMP32):
-        op = code & 0xF0
-        if op == BPF_EXIT or op == 0x00 or op == BPF_CALL and not code & BPF_X:
-            return False
-        return dst > 10 or bool(code & BPF_X) and op != BPF_CALL and src > 10
-    if cls in (BPF_ALU, BPF_ALU64):
-        return dst > 10 or bool(code & BPF_X) and (code & 0xF0) != BPF_END and src > 10
-    if cls in (BPF_LDX, BPF_STX):
-        return dst > 10 or src > 10
-    if cls == 0x00 and (code & 0xE0) in (0x20, 0x40):     # LD_ABS / LD_IND use r6 (and src)
-        return (code & 0xE0) == 0x40 and src > 10
-    return dst > 10
+    """Whether ``ins`` names r11-r15 in either register field: the verifier refuses it; the
+    interpreter (and so the JIT) faults when such an instruction is reached."""
+    return ins.dst > 10 or ins.src > 10
 
 
 def writes_r10(ins: Insn) -> bool:

@@ -15,6 +15,7 @@ Irreducible functions (rare: clang does not produce them) use a block-dispatch s
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .jit_cfg import FuncGraph
@@ -117,7 +118,7 @@ class StructuredEmitter:
             if not yes and not no:
                 return out
             if not yes:
-                return out + [(ind, f"if not ({cond}):", pc)] + no
+                return out + [(ind, f"if {negate(cond)}:", pc)] + no
             out += [(ind, f"if {cond}:", pc)] + yes
             if no:
                 out += [(ind, "else:", pc)] + no
@@ -170,6 +171,19 @@ class StructuredEmitter:
             head = "if" if i == 0 else "elif"
             out += [(ind, f"{head} _j == {code}:", -1)] + body
         return out
+
+
+_COMPARE = re.compile(r" (==|!=|<=|>=|<|>) ")
+_INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
+
+
+def negate(cond: str) -> str:
+    """``not cond``, written as the inverse comparison when cond is a single comparison."""
+    found = _COMPARE.findall(cond)
+    if len(found) == 1:
+        left, op, right = _COMPARE.split(cond)
+        return f"{left} {_INVERSE[op]} {right}"
+    return f"not ({cond})"
 
 
 def dispatch_function(g: FuncGraph, block_code, cond, end_code, indent: int) -> list[Line]:
