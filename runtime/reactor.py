@@ -215,5 +215,11 @@ async def open_reactor(sys: Syscalls) -> AsyncIterator[Reactor]:
                 yield reactor
             finally:
                 nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The caller's block runs inside our nursery; newer trio wraps what it raises in a
+        # group. The pump raises nothing of its own, so a lone exception is the caller's.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
     finally:
         reactor.close()

@@ -373,3 +373,12 @@ async def test_a_slow_consumer_of_a_real_kprobe_loses_records_and_the_cpus_keep_
         sys.close_all()
     assert samples > 0 and lost > 0
     assert all(progressed)
+
+
+async def test_an_error_in_the_block_comes_out_as_itself_and_closes_the_reactor():
+    sys = open_kernel("sim")
+    before = fd_snapshot(sys)
+    with pytest.raises(KeyError, match="boom"):
+        async with open_reactor(sys):
+            raise KeyError("boom")
+    assert fd_snapshot(sys) == before
