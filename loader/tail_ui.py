@@ -21,6 +21,7 @@ from .histogram import log2_hist_lines
 RATE_WINDOW_S = 1.0
 HISTORY = 500  # events kept for a filter to apply to; the screen shows the last max_events
 MAP_ROWS = 10
+RING_CPU = -1  # the "CPU" of ring buffer records (one buffer shared by every CPU)
 
 
 @dataclass
@@ -151,6 +152,9 @@ def render(state: TailState, now: float | None = None):
     for cpu in range(state.ncpus):
         cpus.add_row(str(cpu), str(state.per_cpu.get(cpu, 0)), f"{per_rate.get(cpu, 0.0):.0f}",
                      str(state.lost_per_cpu.get(cpu, 0)), _fill_bar(state.fill_per_cpu.get(cpu, 0.0)))
+    if RING_CPU in state.per_cpu:  # ring buffer records: one buffer for all CPUs, no CPU number
+        fill = max(state.ring_fill.values(), default=0.0)
+        cpus.add_row("ring", str(state.per_cpu[RING_CPU]), f"{per_rate.get(RING_CPU, 0.0):.0f}", "-", _fill_bar(fill))
     status = Text()
     status.append(f"{state.total} events", style="bold")
     status.append(f"  {total_rate:.0f}/s")
@@ -165,7 +169,8 @@ def render(state: TailState, now: float | None = None):
     events = Text()
     shown = list(state.events)[-state.max_events:] if state.max_events > 0 else []
     for _, cpu, text in shown:
-        events.append(f"[{cpu}] ", style="dim")
+        if cpu != RING_CPU:
+            events.append(f"[{cpu}] ", style="dim")
         events.append(text + "\n")
     parts = [status, cpus]
     for name, frac in state.ring_fill.items():
@@ -218,7 +223,7 @@ class LiveSink:
                                ncpus=session.ncpus)
 
     def event(self, map_name: str, cpu: int, fields: dict, fmt) -> None:
-        self.state.add_event(max(cpu, 0), fmt.text(fields))
+        self.state.add_event(cpu, fmt.text(fields))  # cpu is RING_CPU (-1) for ring buffer records
 
     def lost(self, map_name: str, cpu: int, count: int) -> None:
         self.state.add_lost(cpu, count)

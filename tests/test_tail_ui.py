@@ -130,3 +130,13 @@ def test_long_cells_are_cut_for_display():
     assert format_value(bytes(100)) == "00" * 32 + "… (100 bytes)"
     assert format_value(list(range(40))).endswith(", … (40 items)]")
     assert format_value(b"\x01\x02") == "0102"
+
+
+def test_ring_buffer_records_have_their_own_row():
+    from loader.tail_ui import RING_CPU
+
+    state = TailState("execsnoop", ncpus=2)
+    state.add_event(RING_CPU, "comm=cat filename=/bin/cat")
+    state.ring_fill = {"rb": 0.5}
+    screen = _screen(state, now=state.started + 1)
+    assert "ring       1" in screen and "[-1]" not in screen and "comm=cat filename=/bin/cat" in screen
