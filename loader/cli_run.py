@@ -162,7 +162,9 @@ def loader_error(e: BaseException, what: str) -> CliError:
     log = getattr(e, "log", None)
     if log is not None and type(e).__name__ == "VerifierError":
         message = getattr(e, "message", str(e).splitlines()[0])
-        return CliError(f"{what}: verifier rejected it: {message}: {shorten_verifier_log(log)}")
+        err = CliError(f"{what}: verifier rejected it: {message}: {shorten_verifier_log(log)}")
+        err.verifier_log = log  # the whole log, for --verifier-log
+        return err
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if isinstance(e, KeyError) and e.args:
         text = str(e.args[0])
@@ -689,7 +691,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             session.bpftool_view()
         sink.summary(session)
         return 0
-    except CliError:
+    except CliError as e:
+        log = getattr(e, "verifier_log", None)
+        if log and args.verifier_log:
+            print(log.rstrip(), file=_sys.stderr)
         raise
     except Exception as e:
         if os.environ.get("BPFLOAD_DEBUG"):
@@ -744,6 +749,8 @@ def run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hist-style", choices=("bcc", "bpftrace"), default="bcc", help="log2 histogram layout")
     p.add_argument("--global", dest="globals", action="append", metavar="NAME=VALUE", default=[],
                    help="set a global variable before load (Aya's set_global), e.g. target_tgid=42")
+    p.add_argument("--verifier-log", action="store_true",
+                   help="when the verifier refuses a program, print its whole log (stderr) before the one-line error")
     p.add_argument("--bpftool", action="store_true",
                    help="at exit, also show the run's programs and maps as `bpftool prog/map show` does")
     p.set_defaults(func=cmd_run)

@@ -181,3 +181,20 @@ def test_globals_set_before_load_and_printed_per_variable(capsys):
     assert maps[".bss"]["calls_sampled"] == maps[".bss"]["calls_seen"] // 4
     assert main(["run", str(EXAMPLES / "globals.bpf.o"), "--global", "sample_every"]) == 1
     assert capsys.readouterr().err.strip() == "bpfload: bad --global 'sample_every': expected NAME=VALUE"
+
+
+@pytest.mark.skipif(shutil.which("clang") is None, reason="clang is not installed")
+def test_sim_verifier_refusal_is_one_line_and_the_whole_log_on_request(capsys, tmp_path):
+    from tests.test_cli_run import BAD_PROGRAM
+
+    (tmp_path / "bad.bpf.c").write_text(BAD_PROGRAM)
+    obj = tmp_path / "bad.bpf.o"
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+                    str(tmp_path / "bad.bpf.c"), "-o", str(obj)], check=True)
+    assert main(["run", str(obj)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "verifier rejected it" in err[0]
+    assert "R0 invalid mem access 'map_value_or_null'" in err[0]
+    assert main(["run", str(obj), "--verifier-log"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) > 3 and err[-2].startswith("processed ") and "verifier rejected it" in err[-1]
