@@ -47,6 +47,8 @@ class Tracepoint:
     # (C type, name, offset, size, signed) after the common header.
     fields: list[tuple[str, str, int, int, int]]
     events: list[TracingEvent] = field(default_factory=list)
+    # Raw tracepoint probes (kernel_sim/bpf/raw_tp.py): called with emit()'s values.
+    raw_hooks: list = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -204,7 +206,11 @@ class Tracing:
     def emit(self, key: str, **values) -> None:
         """Fire a tracepoint: build its record once and run each enabled attached program."""
         tp = self.by_name.get(key)
-        if tp is None or not tp.events:
+        if tp is None or not (tp.events or tp.raw_hooks):
+            return
+        for hook in list(tp.raw_hooks):
+            hook(values)
+        if not tp.events:
             return
         task = current()
         record = tp.record(task.pid if task else 0, values)
@@ -214,7 +220,7 @@ class Tracing:
 
     def has_listeners(self, key: str) -> bool:
         tp = self.by_name.get(key)
-        return bool(tp and tp.events)
+        return bool(tp and (tp.events or tp.raw_hooks))
 
     # -- trace_printk -------------------------------------------------------------------------
     def printk(self, text: str) -> None:
