@@ -195,7 +195,8 @@ class Checker:
             if sp is not None and sp[0] == 8:
                 parts.append(f"{name}={sp[1].fmt()}")
             else:
-                chars = "".join("?m0r"[c] for c in reversed(slot))
+                # narrow spills are kernel_sim's extra precision; Linux shows those bytes as misc
+                chars = "".join("?m0m"[c] for c in reversed(slot))
                 parts.append(f"{name}={chars}")
         if refs:
             parts.append("refs=" + ",".join(str(r) for r in refs))
@@ -549,14 +550,14 @@ class Checker:
             raise Reject(errno.EACCES, f"R{d} pointer arithmetic with {ALU_STR[op]} operator prohibited\n")
         if op == 0x10 and dst.type == SCALAR:
             raise Reject(errno.EACCES, f"R{d} tried to subtract pointer from scalar\n")
+        for r in (off_reg, ptr):
+            self.sane_offset(r, ptr.type_str())
         out = ptr.copy()
         k = off_reg.b
         if k.is_const:
             v = _s(k.const)
             if op == 0x10:
                 v = -v
-            if abs(out.off + v) >= MAX_VAR_OFF:
-                raise Reject(errno.EACCES, f"value {v} makes {ptr.type_str()} pointer be out of bounds\n")
             out.off += v
             return out
         if op == 0x10:
@@ -566,6 +567,19 @@ class Checker:
             out.id = self.new_id()
             out.rng = 0
         return out
+
+    def sane_offset(self, reg: Reg, ptr_type: str) -> None:
+        """check_reg_sane_offset(): operands of pointer arithmetic must stay far from overflow."""
+        b = reg.b
+        if b.is_const and abs(_s(b.const)) >= MAX_VAR_OFF:
+            raise Reject(errno.EINVAL, f"math between {ptr_type} pointer and {_s(b.const)} is not allowed\n")
+        if abs(reg.off) >= MAX_VAR_OFF:
+            raise Reject(errno.EINVAL, f"{ptr_type} pointer offset {reg.off} is not allowed\n")
+        if b.smin == -(1 << 63):
+            raise Reject(errno.EINVAL, f"math between {ptr_type} pointer and register with unbounded min value is "
+                                       "not allowed\n")
+        if abs(b.smin) >= MAX_VAR_OFF:
+            raise Reject(errno.EINVAL, f"value {b.smin} makes {ptr_type} pointer be out of bounds\n")
 
     # -- loads and stores ------------------------------------------------------------------------
     def check_ldx(self, state: State, idx: int, ins: Insn) -> None:
@@ -1080,9 +1094,13 @@ class Checker:
         if proto.ret == HP.RET_INTEGER:
             ret = scalar()
         elif proto.ret == HP.RET_PTR_TO_MAP_VALUE_OR_NULL:
-            ret = Reg(PTR_TO_MAP_VALUE)
+            if getattr(m, "map_type", None) in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+                ret = Reg(CONST_PTR_TO_MAP)  # map-in-map: the inner map (shaped like inner_meta)
+                ret.map = getattr(m, "inner_meta", None)
+            else:
+                ret = Reg(PTR_TO_MAP_VALUE)
+                ret.map = m
             ret.null = True
-            ret.map = m
             ret.id = self.new_id()
         elif proto.ret == HP.RET_PTR_TO_MEM_OR_NULL:
             ret = Reg(PTR_TO_MEM)
