@@ -38,6 +38,10 @@ U64 = 0xFFFFFFFFFFFFFFFF
 U32 = 0xFFFFFFFF
 
 
+class BadOpcode(ValueError):
+    """An operation the ISA does not define (only unverified code reaches one)."""
+
+
 def s64(v: int) -> int:
     """u64 -> signed."""
     v &= U64
@@ -111,7 +115,7 @@ def alu64(op: int, dst: int, src: int, off: int = 0) -> int:
         return (-dst) & U64
     if op == BPF_MOV:
         return sext(src, off) if off in (8, 16, 32) else src
-    raise ValueError(f"bad ALU64 op 0x{op:02x}")
+    raise BadOpcode(f"bad ALU64 op 0x{op:02x}")
 
 
 def alu32(op: int, dst: int, src: int, off: int = 0) -> int:
@@ -151,7 +155,7 @@ def alu32(op: int, dst: int, src: int, off: int = 0) -> int:
         return (-a) & U32
     if op == BPF_MOV:
         return sext(b, off) & U32 if off in (8, 16) else b
-    raise ValueError(f"bad ALU op 0x{op:02x}")
+    raise BadOpcode(f"bad ALU op 0x{op:02x}")
 
 
 def bswap(v: int, bits: int) -> int:
@@ -162,6 +166,8 @@ def bswap(v: int, bits: int) -> int:
 
 def endian(v: int, bits: int, to_be: bool, alu64_class: bool) -> int:
     """BPF_END: to_le / to_be (ALU class, on a little-endian machine) or bswap (ALU64 class)."""
+    if bits not in (16, 32, 64):  # only unverified code: the interpreter faults before calling this
+        return v & U64
     if alu64_class or to_be:
         return bswap(v, bits)
     return v & ((1 << bits) - 1)
@@ -197,4 +203,4 @@ def jmp_cond(op: int, a: int, b: int, is32: bool) -> bool:
         return sa < sb
     if op == BPF_JSLE:
         return sa <= sb
-    raise ValueError(f"bad jump op 0x{op:02x}")
+    raise BadOpcode(f"bad jump op 0x{op:02x}")

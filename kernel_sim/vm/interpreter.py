@@ -38,12 +38,13 @@ from ..uapi.insn import (
     BPF_XCHG,
     LD_IMM64,
 )
-from .alu import U32, U64, alu32, alu64, endian, jmp_cond, s32
+from .alu import U32, U64, BadOpcode, alu32, alu64, endian, jmp_cond, s32
 from .ctxaccess import SKB_DATA_SHADOW, SKB_NET_HDR
 from .memory import VmFault
 from .program import VmProgram
 from .runctx import ProgramExit, TailCall
 
+BAD_REGISTER = 0x10000  # a pseudo opcode (class LD, no mode) for instructions naming r11-r15
 BPF_LOAD_ACQ = 0x100
 BPF_STORE_REL = 0x110
 ATOMIC_LOCK = threading.Lock()  # atomics are atomic across simulated CPUs
@@ -110,7 +111,9 @@ class Interpreter:
 
     def __init__(self, program: VmProgram) -> None:
         self.program = program
-        self.code = [(i.code, i.dst, i.src, i.off, i.imm) for i in program.insns]
+        # an instruction naming r11-r15 (only unverified code can) faults when it is reached
+        self.code = [(i.code, i.dst, i.src, i.off, i.imm) if i.dst <= 10 and i.src <= 10 else (BAD_REGISTER, 0, 0, 0, 0)
+                     for i in program.insns]
 
     def run(self, run, r1: int, r2: int = 0) -> int:
         regs = [0] * 11
@@ -138,112 +141,120 @@ class Interpreter:
         budget = run.max_insns - run.insns
         count = 0
         n = len(code_list)
-        while True:
-            if pc >= n or pc < 0:
-                raise VmFault(pc, 0, 0, "jump out of the program")
-            code, dst, src, off, imm = code_list[pc]
-            count += 1
-            cls = code & 0x07
-            if cls == BPF_ALU64 or cls == BPF_ALU:
-                op = code & 0xF0
-                if op == BPF_END:
-                    regs[dst] = endian(regs[dst], imm, (code & 0x08) == BPF_TO_BE, cls == BPF_ALU64)
-                elif cls == BPF_ALU64:
-                    b = regs[src] if code & BPF_X else imm & U64
-                    regs[dst] = alu64(op, regs[dst], b, off)
-                else:
-                    b = regs[src] if code & BPF_X else imm & U32
-                    regs[dst] = alu32(op, regs[dst], b, off)
-                pc += 1
-            elif cls == BPF_JMP or cls == BPF_JMP32:
-                op = code & 0xF0
-                if op == BPF_JA:
-                    step = imm if cls == BPF_JMP32 else off
-                    if step < 0:
-                        self._check_budget(run, count, budget, pc)
-                    pc += step + 1
-                elif op == BPF_CALL and cls == BPF_JMP:
-                    if src == BPF_PSEUDO_CALL:
-                        frames.append((pc + 1, (regs[6], regs[7], regs[8], regs[9], regs[10])))
-                        run.depth += 1
+        try:
+            while True:
+                if pc >= n or pc < 0:
+                    raise VmFault(pc, 0, 0, "jump out of the program")
+                code, dst, src, off, imm = code_list[pc]
+                count += 1
+                cls = code & 0x07
+                if cls == BPF_ALU64 or cls == BPF_ALU:
+                    op = code & 0xF0
+                    if op == BPF_END:
+                        if imm not in (16, 32, 64):
+                            raise VmFault(pc, 0, 0, f"opcode (byte swap of {imm} bits)")
+                        regs[dst] = endian(regs[dst], imm, (code & 0x08) == BPF_TO_BE, cls == BPF_ALU64)
+                    elif cls == BPF_ALU64:
+                        b = regs[src] if code & BPF_X else imm & U64
+                        regs[dst] = alu64(op, regs[dst], b, off)
+                    else:
+                        b = regs[src] if code & BPF_X else imm & U32
+                        regs[dst] = alu32(op, regs[dst], b, off)
+                    pc += 1
+                elif cls == BPF_JMP or cls == BPF_JMP32:
+                    op = code & 0xF0
+                    if op == BPF_JA:
+                        step = imm if cls == BPF_JMP32 else off
+                        if step < 0:
+                            self._check_budget(run, count, budget, pc)
+                        pc += step + 1
+                    elif op == BPF_CALL and cls == BPF_JMP:
+                        if src == BPF_PSEUDO_CALL:
+                            frames.append((pc + 1, (regs[6], regs[7], regs[8], regs[9], regs[10])))
+                            run.depth += 1
+                            try:
+                                regs[10] = run.frame_pointer(run.depth)
+                            except VmFault:
+                                raise VmFault(pc, 0, 0, "call (more than 8 frames)") from None
+                            self._check_budget(run, count, budget, pc)
+                            pc += imm + 1
+                            continue
+                        if src != 0 and not code & BPF_X:
+                            raise VmFault(pc, 0, 0, f"call of kind {src} (kfunc)")
+                        fn_id = regs[dst] if code & BPF_X else imm
+                        fn = helpers.get(fn_id)
+                        if fn is None:
+                            raise VmFault(pc, fn_id, 0, f"call to unknown helper {fn_id}")
+                        run.insns += count
+                        budget -= count
+                        count = 0
                         try:
-                            regs[10] = run.frame_pointer(run.depth)
-                        except VmFault:
-                            raise VmFault(pc, 0, 0, "call (more than 8 frames)") from None
-                        self._check_budget(run, count, budget, pc)
-                        pc += imm + 1
-                        continue
-                    if src != 0 and not code & BPF_X:
-                        raise VmFault(pc, 0, 0, f"call of kind {src} (kfunc)")
-                    fn_id = regs[dst] if code & BPF_X else imm
-                    fn = helpers.get(fn_id)
-                    if fn is None:
-                        raise VmFault(pc, fn_id, 0, f"call to unknown helper {fn_id}")
-                    run.insns += count
-                    budget -= count
-                    count = 0
-                    try:
-                        regs[0] = run.call_helper(fn, fn_id, regs[1], regs[2], regs[3], regs[4], regs[5])
-                    except TailCall as tc:
+                            regs[0] = run.call_helper(fn, fn_id, regs[1], regs[2], regs[3], regs[4], regs[5])
+                        except TailCall as tc:
+                            if not frames:
+                                raise
+                            # a subprogram's tail call: the target replaces that subprogram only, and
+                            # its r0 returns to the subprogram's caller (Linux, x86-64 JIT)
+                            regs[0] = self._chase_tail_calls(run, tc)
+                            pc, saved = frames.pop()
+                            regs[6], regs[7], regs[8], regs[9], regs[10] = saved
+                            run.depth -= 1
+                            continue
+                        pc += 1
+                    elif op == BPF_EXIT and cls == BPF_JMP:
                         if not frames:
-                            raise
-                        # a subprogram's tail call: the target replaces that subprogram only, and
-                        # its r0 returns to the subprogram's caller (Linux, x86-64 JIT)
-                        regs[0] = self._chase_tail_calls(run, tc)
+                            run.insns += count
+                            return regs[0]
                         pc, saved = frames.pop()
                         regs[6], regs[7], regs[8], regs[9], regs[10] = saved
                         run.depth -= 1
-                        continue
-                    pc += 1
-                elif op == BPF_EXIT and cls == BPF_JMP:
-                    if not frames:
-                        run.insns += count
-                        return regs[0]
-                    pc, saved = frames.pop()
-                    regs[6], regs[7], regs[8], regs[9], regs[10] = saved
-                    run.depth -= 1
-                else:
-                    b = regs[src] if code & BPF_X else imm & U64
-                    if jmp_cond(op, regs[dst], b, cls == BPF_JMP32):
-                        if off < 0:
-                            self._check_budget(run, count, budget, pc)
-                        pc += off + 1
                     else:
-                        pc += 1
-            elif cls == BPF_LDX:
-                mode = code & 0xE0
-                if mode not in (BPF_MEM, BPF_MEMSX):
-                    raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
-                regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc, mode == BPF_MEMSX)
-                pc += 1
-            elif cls == BPF_STX:
-                addr = (regs[dst] + off) & U64
-                mode = code & 0xE0
-                if mode == BPF_MEM:
-                    store(regions, addr, code & 0x18, regs[src], pc)
-                elif mode == BPF_ATOMIC and imm == BPF_LOAD_ACQ:
-                    regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc)
-                elif mode == BPF_ATOMIC:
-                    self._atomic(regions, regs, code & 0x18, addr, src, imm, pc)
+                        b = regs[src] if code & BPF_X else imm & U64
+                        if jmp_cond(op, regs[dst], b, cls == BPF_JMP32):
+                            if off < 0:
+                                self._check_budget(run, count, budget, pc)
+                            pc += off + 1
+                        else:
+                            pc += 1
+                elif cls == BPF_LDX:
+                    mode = code & 0xE0
+                    if mode not in (BPF_MEM, BPF_MEMSX):
+                        raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
+                    regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc, mode == BPF_MEMSX)
+                    pc += 1
+                elif cls == BPF_STX:
+                    addr = (regs[dst] + off) & U64
+                    mode = code & 0xE0
+                    if mode == BPF_MEM:
+                        store(regions, addr, code & 0x18, regs[src], pc)
+                    elif mode == BPF_ATOMIC and imm == BPF_LOAD_ACQ:
+                        regs[dst] = load(regions, (regs[src] + off) & U64, code & 0x18, pc)
+                    elif mode == BPF_ATOMIC:
+                        self._atomic(regions, regs, code & 0x18, addr, src, imm, pc)
+                    else:
+                        raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
+                    pc += 1
+                elif cls == BPF_ST:
+                    store(regions, (regs[dst] + off) & U64, code & 0x18, imm & U64, pc)
+                    pc += 1
+                elif code == LD_IMM64:
+                    regs[dst] = imm64.get(pc, imm & U32)
+                    pc += 2
+                elif cls == 0x00 and code & 0xE0 in (0x20, 0x40):  # LD_ABS / LD_IND (skb programs)
+                    off = imm if code & 0xE0 == 0x20 else s32(regs[src] + imm)
+                    value = ld_packet(regions, regs[6], off, code & 0x18)
+                    if value is None:
+                        run.insns += count
+                        raise ProgramExit(0)
+                    regs[0] = value
+                    pc += 1
+                elif code == BAD_REGISTER:
+                    raise VmFault(pc, 0, 0, "register (r11-r15 do not exist)")
                 else:
-                    raise VmFault(pc, 0, 0, f"opcode 0x{code:02x}")
-                pc += 1
-            elif cls == BPF_ST:
-                store(regions, (regs[dst] + off) & U64, code & 0x18, imm & U64, pc)
-                pc += 1
-            elif code == LD_IMM64:
-                regs[dst] = imm64.get(pc, imm & U32)
-                pc += 2
-            elif cls == 0x00 and code & 0xE0 in (0x20, 0x40):  # LD_ABS / LD_IND (skb programs)
-                off = imm if code & 0xE0 == 0x20 else s32(regs[src] + imm)
-                value = ld_packet(regions, regs[6], off, code & 0x18)
-                if value is None:
-                    run.insns += count
-                    raise ProgramExit(0)
-                regs[0] = value
-                pc += 1
-            else:
-                raise VmFault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")
+                    raise VmFault(pc, 0, 0, f"opcode 0x{code:02x} (unsupported)")
+        except BadOpcode as e:
+            raise VmFault(pc, 0, 0, f"opcode ({e})") from None
+
 
     @staticmethod
     def _chase_tail_calls(run, tc: TailCall) -> int:

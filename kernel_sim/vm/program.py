@@ -40,7 +40,7 @@ FUNC_TAG = (HANDLE_KEY << KEY_SHIFT) | 0x80000000
 
 def func_addr(pc: int) -> int:
     """The address a program sees for the subprogram starting at instruction ``pc``."""
-    return FUNC_TAG | pc
+    return FUNC_TAG | (pc & 0x7FFFFFFF)
 
 
 def func_pc(addr: int) -> int | None:
@@ -78,11 +78,11 @@ class VmProgram:
             if ins.code == LD_IMM64:
                 hi = insns[i + 1].imm if i + 1 < n else 0
                 value = (ins.imm & 0xFFFFFFFF) | ((hi & 0xFFFFFFFF) << 32)
+                ref = map_refs.get(i)
                 if ins.src in (BPF_PSEUDO_MAP_FD, BPF_PSEUDO_MAP_IDX):
-                    value = vm.handle_of(map_refs[i].map)
+                    value = vm.handle_of(ref.map) if ref is not None else 0  # raw code: no map, a null
                 elif ins.src in (BPF_PSEUDO_MAP_VALUE, BPF_PSEUDO_MAP_IDX_VALUE):
-                    ref = map_refs[i]
-                    value = ref.map.direct_value_addr(ref.value_off)
+                    value = ref.map.direct_value_addr(ref.value_off) if ref is not None else 0
                 elif ins.src == BPF_PSEUDO_FUNC:
                     target = i + ins.imm + 1
                     entries.add(target)
