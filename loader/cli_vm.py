@@ -42,6 +42,8 @@ def cmd_vm_exec(args: argparse.Namespace) -> int:
         r0, _ = run_raw(code, mem, args.engine)
     except VmFault as e:
         raise CliError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - an engine bug on unverified code is still one line
+        raise CliError(f"the {args.engine} engine failed on this program: {type(e).__name__}: {e}") from None
     print(f"{r0:x}")
     return 0
 
