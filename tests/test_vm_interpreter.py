@@ -31,7 +31,7 @@ from kernel_sim.uapi.insn import (
 )
 from kernel_sim.vm import asm
 from kernel_sim.vm.asm import DW, B, H, W, alu32, alu64, exit_, flatten, jmp, ldx, mov64, st, stx
-from kernel_sim.vm.memory import VmFault
+from kernel_sim.vm.memory import AddressSpace, VmFault
 from kernel_sim.vm.program import func_pc
 
 KINDS = engine_kinds()
@@ -273,3 +273,18 @@ def test_absurd_helper_sizes_are_efault_not_memory_errors(helper_id, args):
     prog = [*dst_from_fp, asm.lddw(2, args[1]), mov64(3, imm=args[2]), asm.call(helper_id), exit_()]
     r0, _ = run(*prog, helpers=helper_table())
     assert r0 == (-14) & U64
+
+
+def test_run_keys_still_mapped_are_not_reused():
+    """A long run keeps its keys even after the key cycle wraps around past them."""
+    from kernel_sim.vm.memory import RUN_KEYS
+    from kernel_sim.vm.runctx import RunContext
+
+    vm = AddressSpace()
+    long_run = RunContext(None, vm=vm)
+    addr = long_run.map_region(bytearray(b"mine"))
+    for _ in range(len(RUN_KEYS) + 5):
+        other = RunContext(None, vm=vm)
+        other.map_region(bytearray(8))
+        other.unmap_all()
+    assert vm.read(addr, 4) == b"mine"

@@ -68,6 +68,8 @@ class RunContext:
     def map_region(self, buf) -> int:
         """Map ``buf`` for the duration of this run; returns its address."""
         key = self.vm.run_keys(1)[0]
+        while key in self.vm.regions:  # still held by a long run on another CPU: skip it
+            key = self.vm.run_keys(1)[0]
         self.vm.regions[key] = buf
         self._keys.append(key)
         return key << KEY_SHIFT
