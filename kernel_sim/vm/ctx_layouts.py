@@ -58,7 +58,14 @@ def ctx_size(prog_type: int, arch: str = "x86_64") -> int:
 
 def ctx_access(prog_type: int, off: int, size: int, write: bool, arch: str = "x86_64") -> CtxAccess:
     """Whether a ``size``-byte load (or store) at ``off`` into the ctx of ``prog_type`` is valid."""
-    if off < 0 or size <= 0:
+    if size <= 0:
+        return DENY
+    if prog_type == ProgType.TRACEPOINT:
+        # Linux compares the int offset with sizeof(void *): a negative offset converts to a huge
+        # unsigned value and passes; only 0..7 (the common header) and >= 2048 are refused.
+        ok = not write and not 0 <= off < 8 and off < PERF_MAX_TRACE_SIZE and off % size == 0
+        return SCALAR if ok else DENY
+    if off < 0:
         return DENY
     if prog_type == ProgType.KPROBE:
         ok = not write and off % size == 0 and off + size <= PT_REGS_SIZE[arch]
@@ -70,9 +77,6 @@ def ctx_access(prog_type: int, off: int, size: int, write: bool, arch: str = "x8
         if off >= regs:  # sample_period / addr: full u64 or narrower aligned loads
             return SCALAR if off % size == 0 else DENY
         return SCALAR if size == 8 and off % 8 == 0 else DENY
-    if prog_type == ProgType.TRACEPOINT:
-        ok = not write and 8 <= off < PERF_MAX_TRACE_SIZE and off % size == 0
-        return SCALAR if ok else DENY
     if prog_type in (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE):
         ok = not write and off < 8 * MAX_BPF_FUNC_ARGS and off % size == 0
         return SCALAR if ok else DENY
@@ -106,6 +110,6 @@ def _skb_access(prog_type: int, off: int, size: int, write: bool) -> CtxAccess:
         if size != 4:
             return DENY
         return CtxAccess(True, {SKB_DATA: "pkt", SKB_DATA_END: "pkt_end", SKB_DATA_META: "pkt_meta"}[field])
-    if off in (144, 152, 168, 184) and size != 8:  # flow_keys, tstamp, sk, hwtstamp are u64
-        return DENY
-    return SCALAR
+    if off in (144, 152, 168, 184):  # flow_keys, tstamp, sk, hwtstamp are u64
+        return SCALAR if size == 8 else DENY
+    return SCALAR if size <= 4 else DENY

@@ -174,14 +174,15 @@ class Checker:
                         f"{self.max_states_per_insn} total_states {self.total_states} peak_states {self.peak_states} "
                         "mark_read 0\n")
 
-    def fmt_state(self, frame: Frame, all_regs: bool, refs: dict | None = None) -> str:
+    def fmt_state(self, frame: Frame, all_regs: bool, refs: dict | None = None, precise: int = 0) -> str:
         parts = [f"frame{frame.frameno}:"] if frame.frameno else []
         for i, r in enumerate(frame.regs):
             if r.type == NOT_INIT:
                 continue
             if not all_regs and not self.scratched_regs >> i & 1:
                 continue
-            parts.append(f"R{i}={r.fmt()}")
+            p = "P" if precise >> i & 1 and r.type == SCALAR else ""
+            parts.append(f"R{i}={p}{r.fmt()}")
         spill_at = {start: (size, reg) for start, (size, reg) in frame.spills.items()}
         for k in range(MAX_STACK // 8 - 1, -1, -1):
             lo = 8 * k
@@ -350,6 +351,28 @@ class Checker:
 
         return live
 
+    def loop_precise(self, idx: int) -> int:
+        """Registers Linux's precision tracking would have marked in a looping state at ``idx``: the
+        operands of the first conditional jump ahead that are not written before it."""
+        written = 0
+        i = idx
+        for _ in range(64):
+            if not 0 <= i < len(self.insns):
+                return 0
+            ins = self.insns[i]
+            if is_cond_jump(ins):
+                regs = 1 << ins.dst | ((1 << ins.src) if ins.code & 0x08 else 0)
+                return regs & ~written
+            if ins.cls in (BPF_ALU, BPF_ALU64, BPF_LDX) or ins.code == LD_IMM64:
+                written |= 1 << ins.dst
+            if ins.code & 0xF7 == 0x05 and ins.cls in (BPF_JMP, BPF_JMP32):
+                i = jump_target(i, ins)
+                continue
+            if ins.code in (0x95, 0x85):
+                return 0
+            i += 2 if ins.code == LD_IMM64 else 1
+        return 0
+
     def loop_sig(self, state: State, live: int) -> tuple:
         regs = state.cur.regs
         return (len(state.frames),) + tuple(regs[i].loop_key() if live >> i & 1 else None for i in range(11))
@@ -364,7 +387,7 @@ class Checker:
                 self.verbose(f"infinite loop detected at insn {idx}\n")
                 self.scratched_regs = (1 << 11) - 1
                 cs = self.fmt_state(cur.cur, True)
-                os_ = self.fmt_state(old.cur, True)
+                os_ = self.fmt_state(old.cur, True, precise=self.loop_precise(idx))
                 raise Reject(errno.EINVAL, f"cur state: {cs}\nold state: {os_}\n")
         if progress and self.jmps_processed - self.prev_jmps < 20 and self.insn_processed - self.prev_insns < 100:
             add = False
@@ -515,11 +538,11 @@ class Checker:
                 raise Reject(errno.EINVAL, "BPF_ALU uses reserved fields\n")
             src = const_scalar(ins.imm if is64 else ins.imm & 0xFFFFFFFF)
         dst = self.read_reg(state, ins.dst)
-        self.check_dst(ins.dst)
         if not x and op in (0x30, 0x90) and ins.imm == 0:
             raise Reject(errno.EINVAL, "div by zero\n")
         if not x and op in (0x60, 0x70, 0xC0) and not 0 <= ins.imm < bits:
             raise Reject(errno.EINVAL, f"invalid shift {ins.imm}\n")
+        self.check_dst(ins.dst)
         if dst.type != SCALAR or src.type != SCALAR:
             self.set_reg(state, ins.dst, self.ptr_alu(state, ins, op, is64, dst, src))
             return
@@ -544,14 +567,14 @@ class Checker:
             raise Reject(errno.EACCES, f"R{d} pointer arithmetic on {ptr.type_str()} prohibited, null-check it first\n")
         if ptr.type in (CONST_PTR_TO_MAP, PTR_TO_PACKET_END, PTR_TO_FUNC) or ptr.ref and ptr.type != PTR_TO_MEM:
             raise Reject(errno.EACCES, f"R{d} pointer arithmetic on {ptr.type_str()} prohibited\n")
+        for r in (off_reg, ptr):
+            self.sane_offset(r, ptr.type_str())
         if op in (0x40, 0x50, 0xA0):
             raise Reject(errno.EACCES, f"R{d} bitwise operator {ALU_STR[op]} on pointer prohibited\n")
         if op not in (0x00, 0x10):
             raise Reject(errno.EACCES, f"R{d} pointer arithmetic with {ALU_STR[op]} operator prohibited\n")
         if op == 0x10 and dst.type == SCALAR:
             raise Reject(errno.EACCES, f"R{d} tried to subtract pointer from scalar\n")
-        for r in (off_reg, ptr):
-            self.sane_offset(r, ptr.type_str())
         out = ptr.copy()
         k = off_reg.b
         if k.is_const:
@@ -755,6 +778,8 @@ class Checker:
                         frame.slots[q] = STACK_MISC
 
     def stack_write(self, frame: Frame, start: int, size: int, val: Reg | None, is_st: bool) -> None:
+        if val is not None and val.type not in (SCALAR, NOT_INIT) and size != 8:
+            raise Reject(errno.EACCES, "invalid size of register spill\n")
         for p in range(start, start + size):
             self.drop_spill_at(frame, p)
         if val is not None and (size == 8 or (val.type == SCALAR and size in (1, 2, 4))):
@@ -842,16 +867,13 @@ class Checker:
         is32 = ins.cls == BPF_JMP32
         if op not in B.NEGATE:
             raise Reject(errno.EINVAL, f"invalid BPF_JMP/JMP32 opcode {op:x}\n")
+        if ins.code & 0x08 and ins.imm or not ins.code & 0x08 and ins.src:
+            raise Reject(errno.EINVAL, "BPF_JMP/JMP32 uses reserved fields\n")
+        dst = self.read_reg(state, ins.dst)  # Linux 6.18 checks dst before src here
         if ins.code & 0x08:
-            if ins.imm:
-                raise Reject(errno.EINVAL, "BPF_JMP/JMP32 uses reserved fields\n")
             src = self.read_reg(state, ins.src)
         else:
-            if ins.src:
-                raise Reject(errno.EINVAL, "BPF_JMP/JMP32 uses reserved fields\n")
             src = const_scalar(ins.imm if not is32 else ins.imm & 0xFFFFFFFF)
-            src = const_scalar(ins.imm) if not is32 else src
-        dst = self.read_reg(state, ins.dst)
         target = jump_target(idx, ins)
         taken = self.branch_taken(op, dst, src, is32)
         if taken == 1:
