@@ -16,8 +16,10 @@ import struct
 import threading
 
 from ..uapi.insn import (
+    BPF_ADD,
     BPF_ALU,
     BPF_ALU64,
+    BPF_AND,
     BPF_ATOMIC,
     BPF_CALL,
     BPF_CMPXCHG,
@@ -25,14 +27,19 @@ from ..uapi.insn import (
     BPF_EXIT,
     BPF_FETCH,
     BPF_JA,
+    BPF_JEQ,
+    BPF_JGT,
     BPF_JMP,
     BPF_JMP32,
+    BPF_JNE,
     BPF_LDX,
     BPF_MEM,
     BPF_MEMSX,
+    BPF_MOV,
     BPF_PSEUDO_CALL,
     BPF_ST,
     BPF_STX,
+    BPF_SUB,
     BPF_TO_BE,
     BPF_X,
     BPF_XCHG,
@@ -156,7 +163,17 @@ class Interpreter:
                         regs[dst] = endian(regs[dst], imm, (code & 0x08) == BPF_TO_BE, cls == BPF_ALU64)
                     elif cls == BPF_ALU64:
                         b = regs[src] if code & BPF_X else imm & U64
-                        regs[dst] = alu64(op, regs[dst], b, off)
+                        # the commonest operations inline; alu.py is the definition of them all
+                        if op == BPF_ADD:
+                            regs[dst] = (regs[dst] + b) & U64
+                        elif op == BPF_MOV and not off:
+                            regs[dst] = b
+                        elif op == BPF_SUB:
+                            regs[dst] = (regs[dst] - b) & U64
+                        elif op == BPF_AND:
+                            regs[dst] = regs[dst] & b
+                        else:
+                            regs[dst] = alu64(op, regs[dst], b, off)
                     else:
                         b = regs[src] if code & BPF_X else imm & U32
                         regs[dst] = alu32(op, regs[dst], b, off)
@@ -165,7 +182,7 @@ class Interpreter:
                     op = code & 0xF0
                     if op == BPF_JA:
                         step = imm if cls == BPF_JMP32 else off
-                        if step < 0:
+                        if step < 0 and count > budget:
                             self._check_budget(run, count, budget, pc)
                         pc += step + 1
                     elif op == BPF_CALL and cls == BPF_JMP:
@@ -210,8 +227,17 @@ class Interpreter:
                         run.depth -= 1
                     else:
                         b = regs[src] if code & BPF_X else imm & U64
-                        if jmp_cond(op, regs[dst], b, cls == BPF_JMP32):
-                            if off < 0:
+                        a = regs[dst]
+                        if cls == BPF_JMP and op == BPF_JEQ:
+                            taken = a == b
+                        elif cls == BPF_JMP and op == BPF_JNE:
+                            taken = a != b
+                        elif cls == BPF_JMP and op == BPF_JGT:
+                            taken = a > b
+                        else:
+                            taken = jmp_cond(op, a, b, cls == BPF_JMP32)
+                        if taken:
+                            if off < 0 and count > budget:
                                 self._check_budget(run, count, budget, pc)
                             pc += off + 1
                         else:
