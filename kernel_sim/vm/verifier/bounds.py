@@ -373,34 +373,41 @@ def _exclude(a: Bounds, v: int) -> Bounds:
 
 
 def fmt_scalar(b: Bounds) -> str:
-    """Linux's scalar print: a constant, or scalar(...) with the bounds that say something."""
+    """Linux's print of a scalar: a constant, or scalar(...) with the bounds that say something.
+
+    As print_scalar_ranges(): smin, smax, umin, umax, smin32, smax32, umin32, umax32, each
+    omitted at its type's extreme, and a later one with the same value folded into the first
+    ("smax=umax=1023"), never mixing negative and positive; then var_off unless unknown.
+    """
     if b.is_const:
-        v = to_signed(b.const, 64)
-        return _num(v)
-    parts = []
-    m = _smask(64)
-    if b.smin != -(1 << 63):
-        parts.append(f"smin={_num(b.smin)}")
-    if b.smax != (1 << 63) - 1 and not (b.smax >= 0 and b.smax == b.umax):
-        parts.append(f"smax={_num(b.smax)}")
-    if b.umin != 0 and b.umin != b.smin:
-        parts.append(f"umin={_num(b.umin)}")
-    if b.umax != m:
-        parts.append(f"umax={_num(b.umax)}")
+        return _snum(to_signed(b.const, 64))
     s32 = b.sub32()
-    if s32.smin != -(1 << 31) and s32.smin != b.smin:
-        parts.append(f"smin32={_num(s32.smin)}")
-    if s32.smax != (1 << 31) - 1 and s32.smax != b.smax and not (s32.smax == s32.umax):
-        parts.append(f"smax32={_num(s32.smax)}")
-    if s32.umin != 0 and s32.umin != b.umin:
-        parts.append(f"umin32={_num(s32.umin)}")
-    if s32.umax != T.U32 and s32.umax != b.umax:
-        parts.append(f"umax32={_num(s32.umax)}")
-    if b.tn.mask != m and not (b.tn.value == 0 and b.tn.mask + 1 == b.umax + 1 and (b.umax + 1) & b.umax == 0):
-        parts.append(f"var_off=(0x{b.tn.value:x}; 0x{b.tn.mask:x})")
-    return "scalar(" + ",".join(parts) + ")"
+    rows = [["smin", b.smin, b.smin == -(1 << 63)], ["smax", b.smax, b.smax == (1 << 63) - 1],
+            ["umin", b.umin, b.umin == 0], ["umax", b.umax, b.umax == _smask(64)],
+            ["smin32", s32.smin, s32.smin == -(1 << 31)], ["smax32", s32.smax, s32.smax == (1 << 31) - 1],
+            ["umin32", s32.umin, s32.umin == 0], ["umax32", s32.umax, s32.umax == T.U32]]
+    out = []
+    for i, (name, val, omit) in enumerate(rows):
+        if omit:
+            continue
+        neg1 = name[0] == "s" and val < 0
+        names = [name]
+        for j in range(i + 2, len(rows), 2):
+            n2, v2, o2 = rows[j]
+            if o2 or v2 != val or (n2[0] == "s" and v2 < 0) != neg1:
+                continue
+            rows[j][2] = True
+            names.append(n2)
+        out.append("=".join(names) + "=" + (_snum(val) if name[0] == "s" else _unum(val)))
+    if b.tn.mask != _smask(64):
+        out.append(f"var_off=(0x{b.tn.value:x}; 0x{b.tn.mask:x})")
+    return "scalar(" + ",".join(out) + ")"
 
 
-def _num(v: int) -> str:
-    """Linux prints numbers in S16 range in decimal, others in hex."""
-    return str(v) if -32768 <= v <= 32767 else (f"-0x{-v:x}" if v < 0 else f"0x{v:x}")
+def _snum(v: int) -> str:
+    """verbose_snum(): decimal within S16, else the 64-bit pattern in hex."""
+    return str(v) if -32768 <= v <= 32767 else f"0x{v & _smask(64):x}"
+
+
+def _unum(v: int) -> str:
+    return str(v) if v <= 0xFFFF else f"0x{v:x}"
