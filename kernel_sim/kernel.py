@@ -178,6 +178,9 @@ class Kernel:
         vfs.mkdir("/sys/kernel/tracing/events")
         vfs.mkdir("/sys/fs/bpf")
         vfs.mkdir("/sys/kernel/btf")
+        from .btf_vmlinux import vmlinux_btf  # the kernel's types as BTF, built at first read
+
+        vfs.add_file("/sys/kernel/btf/vmlinux", lambda: vmlinux_btf(self))
 
     # -- userland's entry -----------------------------------------------------------------
     def syscalls(self, task: Task | None = None, comm: str = "bpfload"):

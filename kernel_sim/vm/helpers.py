@@ -240,8 +240,14 @@ def get_current_comm(run, buf, size, r3, r4, r5) -> int:
 
 
 def get_current_task(run, r1, r2, r3, r4, r5) -> int:
-    """A stable, non-dereferenceable address for the task (struct task_struct is not modelled)."""
-    return run.vm.handle_of(run.task) if run.task is not None else 0
+    """The task's struct task_struct (kernel_sim/task_kmem.py): readable with bpf_probe_read_kernel."""
+    from ..task_kmem import task_struct_addr
+
+    if run.task is None:
+        return 0
+    if run.kernel is not None and run.vm is run.kernel.vm:
+        return task_struct_addr(run.kernel, run.task)
+    return run.vm.handle_of(run.task)  # a VM of its own (no kernel memory): an opaque handle
 
 
 def get_func_ip(run, r1, r2, r3, r4, r5) -> int:
