@@ -251,3 +251,65 @@ def test_loader_raw_tracepoint_attach(sim):
         with pytest.raises(OSError):
             sim.openat(MISSING, 0)
         assert kprog.run_cnt == after
+
+
+def test_sched_tracepoints_hand_out_task_and_bprm_pointers(sim):
+    """sched_process_exec(p, old_pid, bprm) and sched_process_exit(p, group_dead) on kernel_sim: the
+    pointers are kernel memory a program follows (p->pid, bprm->filename as a string)."""
+    from kernel_sim.bpf.raw_tp import LinuxBinprm
+    from kernel_sim.task_kmem import TaskStruct
+
+    maps = MapUser(sim)
+    map_fd = maps.create(MapType.ARRAY, 4, 64, 2)
+
+    def prog(slot: int, body: list) -> list:
+        return resolve([
+            mov64(6, 1),
+            st(W, 10, -4, slot), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4),
+            lddw(1, map_fd, BPF_PSEUDO_MAP_FD), call(H.map_lookup_elem),
+            jmp(0x15, 0, imm=0, off="out"), mov64(8, 0),
+            ldx(DW, 1, 6, 8), stx(W, 8, 1, 0),                              # value[0] = ctx[1]
+            mov64(1, 8), alu64(BPF_ADD, 1, imm=4), mov64(2, imm=4),          # value[4] = p->pid
+            ldx(DW, 3, 6, 0), alu64(BPF_ADD, 3, imm=TaskStruct.pid.offset), call(H.probe_read_kernel),
+            *body,
+            "out", *R0_EXIT,
+        ])
+
+    exec_body = [  # value[8..56] = bprm->filename as a string
+        mov64(1, 10), alu64(BPF_ADD, 1, imm=-16), mov64(2, imm=8), ldx(DW, 3, 6, 16),
+        alu64(BPF_ADD, 3, imm=LinuxBinprm.filename.offset), call(H.probe_read_kernel),
+        mov64(1, 8), alu64(BPF_ADD, 1, imm=8), mov64(2, imm=48), ldx(DW, 3, 10, -16),
+        call(H.probe_read_kernel_str),
+    ]
+    on_exec = load(sim, ProgType.RAW_TRACEPOINT, prog(0, exec_body))
+    on_exit = load(sim, ProgType.RAW_TRACEPOINT, prog(1, []))
+    links = [open_rtp(sim, b"sched_process_exec", on_exec), open_rtp(sim, b"sched_process_exit", on_exit)]
+    k = sim.kernel
+    worker = k.spawn("worker")
+    assert k.syscall(worker, "execve", worker.memory.put_str("/bin/cat"), 0, 0) == 0
+    old_pid, pid = struct.unpack_from("<ii", maps.lookup(map_fd, struct.pack("<I", 0), 64))
+    filename = maps.lookup(map_fd, struct.pack("<I", 0), 64)[8:].split(b"\0")[0]
+    assert (old_pid, pid, filename) == (worker.pid, worker.pid, b"/bin/cat")
+    k.syscall(worker, "exit", 0)
+    group_dead, pid = struct.unpack_from("<ii", maps.lookup(map_fd, struct.pack("<I", 1), 64))
+    assert (group_dead, pid) == (1, worker.pid)
+    for fd in links:
+        sim.close(fd)
+    regions = len(k.vm.regions)
+    worker2 = k.spawn("worker2")
+    k.syscall(worker2, "execve", worker2.memory.put_str("/bin/cat"), 0, 0)
+    assert len(k.vm.regions) == regions  # detached: no bprm or task regions made any more
+
+
+def test_link_by_id(sys):
+    prog = load(sys, ProgType.RAW_TRACEPOINT, R0_EXIT)
+    fd = open_rtp(sys, b"sched_switch", prog)
+    lid = struct.unpack_from("<I", link_info(sys, fd)[0], 4)[0]
+    from kernel_sim.uapi.bpf import GetIdAttr
+
+    other = sys.bpf(BpfCmd.LINK_GET_FD_BY_ID, make_attr(GetIdAttr, start_id=lid))
+    sys.links.append(other)
+    name = ctypes.create_string_buffer(32)
+    info, _ = link_info(sys, other, name, 32)
+    assert struct.unpack_from("<III", info) == (LinkType.RAW_TRACEPOINT, lid, prog_id(sys, prog))
+    assert name.value == b"sched_switch"
