@@ -18,6 +18,7 @@ failing path, the error line, the stats line); the caller writes it to the user'
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 from .checker import Checker, Reject
@@ -74,6 +75,10 @@ def verify(kernel, prepared, meta, log) -> VerifierResult:
         checker.check_max_stack_depth()
     except Reject as e:
         raise VerifierError(e.errno, checker.text() + e.msg + checker.stats()) from None
+    except Exception as e:  # noqa: BLE001 - a verifier bug must not crash PROG_LOAD
+        # Linux answers its own internal inconsistencies with EFAULT and a "verifier bug" line.
+        raise VerifierError(errno.EFAULT, checker.text() + f"verifier bug: {type(e).__name__}: {e}\n"
+                            + checker.stats()) from None
     if log is not None and level:
         # At level 1 Linux keeps only the trace of a failing path: a verified program logs the stats.
         log.write((checker.text() if level & 2 else "") + checker.stats())

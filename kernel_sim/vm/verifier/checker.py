@@ -182,7 +182,7 @@ class Checker:
             if not all_regs and not self.scratched_regs >> i & 1:
                 continue
             p = "P" if precise >> i & 1 and r.type == SCALAR else ""
-            parts.append(f"R{i}={p}{r.fmt()}")
+            parts.append(f"R{i}={p}{r.fmt(frame.frameno)}")
         spill_at = {start: (size, reg) for start, (size, reg) in frame.spills.items()}
         for k in range(MAX_STACK // 8 - 1, -1, -1):
             lo = 8 * k
@@ -194,7 +194,7 @@ class Checker:
             name = f"fp{lo - MAX_STACK}"
             sp = spill_at.get(lo)
             if sp is not None and sp[0] == 8:
-                parts.append(f"{name}={sp[1].fmt()}")
+                parts.append(f"{name}={sp[1].fmt(frame.frameno)}")
             else:
                 # narrow spills are kernel_sim's extra precision; Linux shows those bytes as misc
                 chars = "".join("?m0m"[c] for c in reversed(slot))
@@ -298,7 +298,8 @@ class Checker:
                     done = False
                 except _PathDone:
                     done = True
-                if self.trace and not done and (self.scratched_regs or self.scratched_slots):
+                if self.trace and not done and (self.scratched_regs or self.scratched_slots) \
+                        and self.insn_line_end == len(self.out):
                     self.print_insn_state(state, idx)
                 if not done:
                     state.prev_insn = idx
@@ -633,6 +634,12 @@ class Checker:
         op = ins.imm
         if op not in (0x00, 0x40, 0x50, 0xA0, 0x01, 0x41, 0x51, 0xA1, 0xE1, 0xF1, 0x100, 0x110):
             raise Reject(errno.EINVAL, f"BPF_ATOMIC uses invalid atomic opcode {op:02x}\n")
+        if op == 0x100:  # load-acquire: dst = *(src + off)
+            self.check_ldx(state, idx, ins._replace(code=0x61 | (ins.code & 0x18)))
+            return
+        if op == 0x110:  # store-release: *(dst + off) = src
+            self.check_stx(state, idx, ins._replace(code=0x63 | (ins.code & 0x18), imm=0))
+            return
         if size not in (4, 8):
             raise Reject(errno.EINVAL, "invalid atomic operand size\n")
         self.read_reg(state, ins.src)
@@ -1046,8 +1053,8 @@ class Checker:
             if r0.type == NOT_INIT:
                 raise Reject(errno.EACCES, "R0 !read_ok\n")
             callee = state.frames.pop()
-            if r0.type == PTR_TO_STACK and r0.frame == callee.frameno:
-                raise Reject(errno.EINVAL, "cannot return stack pointer to the caller frame\n")
+            if r0.type == PTR_TO_STACK:
+                raise Reject(errno.EINVAL, "cannot return stack pointer to the caller\n")
             if callee.callback:
                 if r0.type != SCALAR or r0.b.umax > 1 and r0.b.smin < 0 or r0.b.umax > 1:
                     raise Reject(errno.EINVAL, f"At callback return the register R0 has {r0.fmt()} should have been "

@@ -77,11 +77,13 @@ class Reg:
         return (self.type, self.null, self.off, self.b, self.id, self.ref, id(self.map), self.mem_size, self.rng,
                 self.frame, self.ringbuf, self.subprog)
 
-    def fmt(self) -> str:
+    def fmt(self, frameno: int | None = None) -> str:
+        """Linux's print of the register; a stack pointer into another frame shows that frame."""
         if self.type == SCALAR:
             return B.fmt_scalar(self.b)
         if self.type == PTR_TO_STACK:
-            return f"fp{self.off}" if self.b.is_const else f"fp{self.off}{B.fmt_scalar(self.b)}"
+            fp = "fp" if frameno is None or frameno == self.frame else f"fp[{self.frame}]"
+            return f"{fp}{self.off}" if self.b.is_const else f"{fp}{self.off}{B.fmt_scalar(self.b)}"
         extra = []
         if self.id and self.type != PTR_TO_CTX:
             extra.append(f"id={self.id}")
