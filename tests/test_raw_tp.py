@@ -313,3 +313,14 @@ def test_link_by_id(sys):
     info, _ = link_info(sys, other, name, 32)
     assert struct.unpack_from("<III", info) == (LinkType.RAW_TRACEPOINT, lid, prog_id(sys, prog))
     assert name.value == b"sched_switch"
+
+
+def test_loader_unknown_raw_tracepoint_is_enoent(sim):
+    from loader.errors import AttachError
+
+    with Ebpf.load_file(REPO / "tests" / "objects" / "sections.bpf.o", kernel=sim) as ebpf:
+        prog = ebpf.program("raw_enter")
+        prog.load()
+        with pytest.raises(AttachError) as e:
+            prog.attach("no_such_tracepoint")
+        assert e.value.errno == errno.ENOENT

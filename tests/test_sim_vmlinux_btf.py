@@ -11,6 +11,8 @@ import os
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_raw_tp import MISSING, NR_OPENAT
 
 from kernel_sim.btf_vmlinux import build_vmlinux_btf
@@ -172,3 +174,28 @@ def test_core_program_reads_task_on_linux():
     with open("/proc/self/comm", "rb") as f:
         assert comm.rstrip(b"\0") == f.read().strip()
     assert (nr, orig_ax, di & 0xFFFFFFFF) == (NR_OPENAT, NR_OPENAT, -100 & 0xFFFFFFFF)
+
+
+_CTYPES = [(ctypes.c_uint8, "unsigned char"), (ctypes.c_int16, "short int"), (ctypes.c_uint32, "unsigned int"),
+           (ctypes.c_int32, "int"), (ctypes.c_uint64, "long unsigned int"), (ctypes.c_int64, "long int")]
+
+
+@given(st.lists(st.tuples(st.sampled_from(range(len(_CTYPES))), st.integers(0, 3)), min_size=1, max_size=12))
+@settings(max_examples=60, deadline=None)
+def test_writer_lays_structs_out_as_c(fields):
+    """The writer's natural layout (no explicit offsets) is the C compiler's, as ctypes computes it."""
+    cfields = [(f"m{i}", _CTYPES[t][0] * n if n else _CTYPES[t][0]) for i, (t, n) in enumerate(fields)]
+    cstruct = type("S", (ctypes.Structure,), {"_fields_": cfields})
+    w = BtfWriter()
+    index = w.int_type("__ARRAY_SIZE_TYPE__", 4)
+    ints = {name: w.int_type(name, ctypes.sizeof(ct), 1 if ct(-1).value == -1 else 0) for ct, name in _CTYPES}
+    members = []
+    for i, (t, n) in enumerate(fields):
+        tid = ints[_CTYPES[t][1]]
+        members.append((f"m{i}", w.array(tid, n, index) if n else tid))
+    sid = w.struct("s", members)
+    assert w.size_of(sid) == ctypes.sizeof(cstruct)
+    assert [w.offset_of(sid, f"m{i}") for i in range(len(fields))] == [getattr(cstruct, n).offset for n, _ in cfields]
+    parsed = parse_btf(w.to_bytes()).find("s", "STRUCT")
+    assert parsed.size == ctypes.sizeof(cstruct)
+    assert [m.bit_offset // 8 for m in parsed.members] == [getattr(cstruct, n).offset for n, _ in cfields]
