@@ -16,6 +16,7 @@ from .model import (
     PinningType,
     ProgramDef,
     ProgramKind,
+    SectionInfo,
 )
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "PinningType",
     "ProgramDef",
     "ProgramKind",
+    "SectionInfo",
     "load_object",
     "parse_object",
 ]
