@@ -132,12 +132,12 @@ def test_get_current_task_is_readable_task_struct(sim):
     assert cred.uid.val == task.uid and cred.euid.val == task.uid
 
 
-def run_core_task(sys) -> tuple:
+def run_core_task(sys, program: str = "core_task", slot: int = 0) -> tuple:
     """Load core_task.bpf.o through the loader (CO-RE against the kernel's BTF), trigger one openat."""
     tgid = sys.getpid()
     loader = EbpfLoader(kernel=sys).set_global("target_tgid", tgid).set_global("target_nr", NR_OPENAT)
     with loader.load_file(CORE_TASK) as ebpf:
-        prog = ebpf.program("core_task")
+        prog = ebpf.program(program)
         prog.load()
         link = prog.attach()
         try:
@@ -146,7 +146,7 @@ def run_core_task(sys) -> tuple:
             assert e.value.errno == errno.ENOENT
         finally:
             link.detach()
-        value = ebpf.map("seen").data.lookup(struct.pack("<I", 0))
+        value = ebpf.map("seen").data.lookup(struct.pack("<I", slot))
     return struct.unpack("<4iqQQ16s", value)
 
 
@@ -199,3 +199,50 @@ def test_writer_lays_structs_out_as_c(fields):
     parsed = parse_btf(w.to_bytes()).find("s", "STRUCT")
     assert parsed.size == ctypes.sizeof(cstruct)
     assert [m.bit_offset // 8 for m in parsed.members] == [getattr(cstruct, n).offset for n, _ in cfields]
+
+
+def test_tp_btf_attach_rules_and_args(bpf_kernel):
+    """tp_btf programs (TRACING, BPF_TRACE_RAW_TP) name their tracepoint at load: attach_btf_id is
+    typedef btf_trace_sys_enter in each kernel's own vmlinux BTF. RAW_TRACEPOINT_OPEN then takes no
+    name (EINVAL), and without one gives a raw tracepoint link named sys_enter whose program sees the
+    (regs, id) arguments."""
+    from test_maps_util import MapUser
+    from test_raw_tp import R0_EXIT, err, link_info, open_rtp, resolve
+
+    from kernel_sim.uapi.bpf import MapType, ProgLoadAttr, ProgType
+    from kernel_sim.uapi.bpf_enums import HelperId as H
+    from kernel_sim.uapi.insn import BPF_ADD, BPF_JNE, BPF_PSEUDO_MAP_FD, BPF_RSH, encode
+    from kernel_sim.vm.asm import DW, W, alu64, call, jmp, lddw, ldx, mov64, st, stx
+
+    sys = bpf_kernel
+    target = kernel_target(sys)
+    if target is None:
+        pytest.skip("this kernel publishes no BTF")
+    (btf_id,) = target.by_name[("btf_trace_sys_enter", 8)][:1]
+    maps = MapUser(sys)
+    map_fd = maps.create(MapType.ARRAY, 4, 8, 1)
+    insns = resolve([  # if this process called openat: value = ctx[1] (the syscall id)
+        mov64(6, 1), call(H.get_current_pid_tgid), alu64(BPF_RSH, 0, imm=32),
+        jmp(BPF_JNE, 0, imm=sys.getpid(), off="out"),
+        ldx(DW, 7, 6, 8), jmp(BPF_JNE, 7, imm=NR_OPENAT, off="out"),
+        st(W, 10, -4, 0), mov64(2, 10), alu64(BPF_ADD, 2, imm=-4),
+        lddw(1, map_fd, BPF_PSEUDO_MAP_FD), call(H.map_lookup_elem),
+        jmp(0x15, 0, imm=0, off="out"), stx(DW, 0, 7, 0),
+        "out", *R0_EXIT,
+    ])
+    code = encode(insns)
+    buf, lic = ctypes.create_string_buffer(code, len(code)), ctypes.create_string_buffer(b"GPL")
+    attr = make_attr(ProgLoadAttr, prog_type=ProgType.TRACING, expected_attach_type=23, attach_btf_id=btf_id,
+                     insn_cnt=len(insns), insns=ctypes.addressof(buf), license=ctypes.addressof(lic))
+    prog = sys.bpf(BpfCmd.PROG_LOAD, attr)
+    assert err(open_rtp, sys, b"sys_enter", prog) == errno.EINVAL
+    fd = open_rtp(sys, None, prog)
+    try:
+        name = ctypes.create_string_buffer(32)
+        info, _ = link_info(sys, fd, name, 32)
+        assert struct.unpack_from("<I", info)[0] == 1 and name.value == b"sys_enter"  # LINK_TYPE_RAW_TRACEPOINT
+        with pytest.raises(OSError):
+            sys.openat(MISSING, 0)
+    finally:
+        sys.close(fd)
+    assert maps.lookup(map_fd, struct.pack("<I", 0), 8) == struct.pack("<Q", NR_OPENAT)

@@ -101,6 +101,7 @@ class BpfProgMeta:
     btf_id: int = 0
     map_ids: list[int] = field(default_factory=list)
     verified_insns: int = 0
+    attach_btf_id: int = 0  # the kernel BTF type a TRACING program attaches to (tp_btf: btf_trace_<tp>)
 
 
 class BpfProg:
@@ -198,6 +199,7 @@ def prog_load(kernel: Kernel, attr: memoryview) -> int:
         insns=insns, tag=prog_tag(insns, kernel_uses_sha256_tags(kernel.release)),
         load_time_ns=time.monotonic_ns(), uid=task.uid,
         btf_id=_btf_id(a.prog_btf_fd) if a.func_info_cnt or a.line_info_cnt else 0,
+        attach_btf_id=a.attach_btf_id,
     )
     try:
         prepared = EBPFPreProcessor(a.fd_array).run(insns)

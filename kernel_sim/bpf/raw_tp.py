@@ -9,7 +9,8 @@ The rules are Linux's (measured on 6.18 with raw bpf()): attr bytes after ``cook
 zero (EINVAL); the program fd must be a program (EBADF / EINVAL); only RAW_TRACEPOINT and
 RAW_TRACEPOINT_WRITABLE programs take a name (other types: EINVAL before the name is read);
 the name is copied from user memory into a 128-byte buffer (EFAULT, NULL included) and an
-unknown name is ENOENT; a program reading ctx past the tracepoint's arguments is EINVAL. The
+unknown name is ENOENT; tp_btf programs (TRACING, BPF_TRACE_RAW_TP) named their tracepoint at
+load (attach_btf_id -> typedef btf_trace_<tp> in /sys/kernel/btf/vmlinux) and pass no name; a program reading ctx past the tracepoint's arguments is EINVAL. The
 answer is a BPF_LINK_TYPE_RAW_TRACEPOINT link fd; closing its last reference detaches.
 
 Firing: kernel_sim/tracing.py calls each tracepoint's ``raw_hooks`` with the values the
@@ -43,6 +44,9 @@ TP_NAME_BUF = 128                 # char buf[128] in bpf_raw_tp_link_attach
 COOKIE_OFF = 16                   # raw_tracepoint.cookie (Linux 6.10), after name, prog_fd and a pad
 ATTR_END = COOKIE_OFF + 8
 RAW_TP_TYPES = (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE)
+BTF_TYPES = (ProgType.TRACING, ProgType.EXT, ProgType.LSM)
+BPF_TRACE_RAW_TP = 23             # enum bpf_attach_type: tp_btf programs
+BTF_KIND_TYPEDEF = 8
 
 
 class LinuxBinprm(ctypes.Structure):
@@ -202,6 +206,25 @@ def raw_tracepoint(kernel: Kernel, name: str) -> RawTracepoint | None:
     return rtp
 
 
+def btf_trace_target(kernel: Kernel, type_id: int) -> str | None:
+    """The raw tracepoint a tp_btf program's attach_btf_id names: typedef btf_trace_<tp> in vmlinux BTF."""
+    from ..btf_vmlinux import vmlinux_btf
+    from .btf import BtfParseError, parse_btf
+
+    types = getattr(kernel, "_vmlinux_btf_types", None)
+    if types is None:
+        try:
+            types = kernel._vmlinux_btf_types = parse_btf(vmlinux_btf(kernel), [])
+        except BtfParseError:
+            return None
+    if not 1 <= type_id <= len(types):
+        return None
+    kind, name, _ = types[type_id - 1]
+    if kind != BTF_KIND_TYPEDEF or not name.startswith("btf_trace_"):
+        return None
+    return name[len("btf_trace_"):]
+
+
 class RawTpLink(BpfLink):
     """BPF_LINK_TYPE_RAW_TRACEPOINT: holds a program reference while attached."""
 
@@ -271,13 +294,23 @@ def raw_tracepoint_open(kernel: Kernel, attr: memoryview) -> int:
     if not getattr(prog_file, "is_bpf_prog", False):
         raise oserror(errno.EINVAL)
     prog = prog_file.prog
-    if prog.prog_type not in RAW_TP_TYPES:
-        raise oserror(errno.EINVAL)  # TRACING/EXT/LSM (attach_btf_id) are not modelled; others never take a name
-    try:
-        raw_name = strncpy_from_user(a.name, TP_NAME_BUF - 1)
-    except OSError:
-        raise oserror(errno.EFAULT) from None
-    rtp = raw_tracepoint(kernel, raw_name.split(b"\0", 1)[0].decode(errors="replace"))
+    if prog.prog_type in BTF_TYPES:
+        # The target was named by attach_btf_id at load; a name here is refused. tp_btf programs
+        # take the raw tracepoint path; fentry/fexit/lsm trampolines are not modelled (EINVAL).
+        if a.name or prog.meta.expected_attach_type != BPF_TRACE_RAW_TP:
+            raise oserror(errno.EINVAL)
+        tp_name = btf_trace_target(kernel, prog.meta.attach_btf_id)
+        if tp_name is None:
+            raise oserror(errno.EINVAL)
+    elif prog.prog_type in RAW_TP_TYPES:
+        try:
+            raw_name = strncpy_from_user(a.name, TP_NAME_BUF - 1)
+        except OSError:
+            raise oserror(errno.EFAULT) from None
+        tp_name = raw_name.split(b"\0", 1)[0].decode(errors="replace")
+    else:
+        raise oserror(errno.EINVAL)  # other program types never attach here
+    rtp = raw_tracepoint(kernel, tp_name)
     if rtp is None:
         raise oserror(errno.ENOENT)
     if prog.engine.max_ctx_offset > 8 * rtp.spec.nargs:
