@@ -48,6 +48,16 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared on the screen:\n{screen}")
 
+    def wait_until(self, ok, what: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if ok(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: never on the screen:\n{screen}")
+
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
 
@@ -83,9 +93,9 @@ def test_sim_live_screen_with_maps_filter_and_quit(tmux, tmp_path):
     tmux.keys("-l", "passwd")
     tmux.keys("Enter")
     tmux.wait_for("filter: 'passwd'")
-    screen = tmux.wait_for("filename=/etc/passwd")
-    shown = [line for line in screen.splitlines() if "filename=" in line]
-    assert shown and all("passwd" in line for line in shown)
+    # A capture can catch the terminal mid-redraw (old lines below new ones): wait for a whole frame.
+    screen = tmux.wait_until(lambda text: "filename=/etc/passwd" in text and all(
+        "passwd" in line for line in text.splitlines() if "filename=" in line), "only /etc/passwd opens shown")
     assert "    0 " in screen and "    1 " in screen  # a row per simulated CPU
     quit_and_check(tmux, err, done)
     final = tmux.screen()  # the last frame stays on the normal screen, without the key hints
@@ -123,8 +133,8 @@ def test_live_screen_shows_events_and_obeys_pause_filter_quit(tmux, tmp_path):
     marker.unlink()
     screen = tmux.wait_for(f"filename={marker}")  # our open, decoded from BTF/DWARF, on the screen
     assert "comm=" in screen and "pid=" in screen
-    shown = [line for line in screen.splitlines() if "filename=" in line]
-    assert shown and all(marker.name in line for line in shown)  # the filter hides the rest
+    tmux.wait_until(lambda text: all(marker.name in line for line in text.splitlines() if "filename=" in line),
+                    "the filter hides the other opens")
 
     tmux.keys("p")
     tmux.wait_for("PAUSED")
