@@ -126,7 +126,8 @@ def _s(v: int, bits: int = 64) -> int:
 
 class Checker:
     def __init__(self, insns: list[Insn], structure: Structure, map_refs: dict, prog_type: int, arch: str,
-                 gpl: bool, log_level: int, map_addr=None) -> None:
+                 gpl: bool, log_level: int, map_addr=None, ncpus: int = 1) -> None:
+        self.ncpus = ncpus
         self.map_addr = map_addr  # map object -> the kernel address the log prints for it
         self.insns = insns
         self.st = structure
@@ -145,6 +146,7 @@ class Checker:
         self.prev_insns = 0
         self.explored: dict[int, list[State]] = {}  # fully explored states per insn (they prune)
         self.progress: dict[int, dict[tuple, list[State]]] = {}  # states whose paths are still open
+        self.nprogress: dict[int, int] = {}
         self.pending: list[tuple[State, int]] = []
         self.total_states = 0
         self.peak_states = 0
@@ -195,6 +197,9 @@ class Checker:
             sp = spill_at.get(lo)
             if sp is not None and sp[0] == 8:
                 parts.append(f"{name}={sp[1].fmt(frame.frameno)}")
+            elif sp is not None:
+                chars = "".join("?m0m"[c] for c in reversed(slot[sp[0]:]))
+                parts.append(f"{name}={chars}{sp[1].fmt(frame.frameno)}")
             else:
                 # narrow spills are kernel_sim's extra precision; Linux shows those bytes as misc
                 chars = "".join("?m0m"[c] for c in reversed(slot))
@@ -286,7 +291,6 @@ class Checker:
                         self.scratched_regs = 0
                         self.scratched_slots = set()
                     elif self.scratched_regs or self.scratched_slots:
-                        self.insn_line_end = -1
                         self.print_insn_state(state, idx)
                     ins = self.insns[idx]
                     nxt = self.insns[idx + 1] if ins.code == LD_IMM64 and idx + 1 < len(self.insns) else None
@@ -298,9 +302,9 @@ class Checker:
                     done = False
                 except _PathDone:
                     done = True
-                if self.trace and not done and (self.scratched_regs or self.scratched_slots) \
-                        and self.insn_line_end == len(self.out):
-                    self.print_insn_state(state, idx)
+                if self.trace and not done and is_cond_jump(self.insns[idx]) \
+                        and (self.scratched_regs or self.scratched_slots) and self.insn_line_end == len(self.out):
+                    self.print_insn_state(state, idx)  # check_cond_jmp_op prints at once; others wait
                 if not done:
                     state.prev_insn = idx
                     state.insn_idx = nxt_idx
@@ -309,9 +313,11 @@ class Checker:
             self.update_branch_counts(state)
             if not self.pending:
                 return
-            state, log_pos = self.pending.pop()
+            state, (n, keep) = self.pending.pop()
             if not self.level & 2 and self.trace:
-                del self.out[log_pos:]
+                del self.out[n:]
+                if n:
+                    self.out[n - 1] = self.out[n - 1][:keep]
             self.scratched_regs = (1 << 11) - 1
             self.scratched_slots = set(range(0, MAX_STACK, 8))
             do_print_state = True
@@ -325,6 +331,7 @@ class Checker:
             # fully explored: it may now prune other paths
             bucket = self.progress[st.at][st.sig]
             bucket.remove(st)
+            self.nprogress[st.at] -= 1
             if not bucket:
                 del self.progress[st.at][st.sig]
             self.explored.setdefault(st.at, []).append(st)
@@ -336,7 +343,8 @@ class Checker:
         s.prev_insn = prev
         if s.parent is not None:
             s.parent.branches += 1
-        self.pending.append((s, len(self.out)))
+        # the log position, in characters: Linux cuts the log back to it when the branch is popped
+        self.pending.append((s, (len(self.out), len(self.out[-1]) if self.out else 0)))
         if len(self.pending) > COMPLEXITY_LIMIT_JMP_SEQ:
             raise Reject(errno.E2BIG, f"The sequence of {len(self.pending)} jumps is too complex.\n")
         return s
@@ -399,10 +407,12 @@ class Checker:
                 if states_cover(old, cur, live):
                     old.hit += 1
                     return True
-                old.miss += 1
+                if add:  # Linux counts a miss only when it would record the new state
+                    old.miss += 1
                 if old.miss > old.hit * 3 + 3:
                     del lst[k]
-            self.max_states_per_insn = max(self.max_states_per_insn, len(lst))
+        count = len(lst or ()) + self.nprogress.get(idx, 0)
+        self.max_states_per_insn = max(self.max_states_per_insn, count)
         if not add:
             return False
         new = cur.copy()
@@ -412,6 +422,7 @@ class Checker:
         new.at = idx
         cur.parent = new
         progress.setdefault(sig, []).append(new)
+        self.nprogress[idx] = self.nprogress.get(idx, 0) + 1
         self.total_states += 1
         self.peak_states = max(self.peak_states, self.total_states)
         self.prev_jmps = self.jmps_processed
@@ -789,17 +800,14 @@ class Checker:
             raise Reject(errno.EACCES, "invalid size of register spill\n")
         for p in range(start, start + size):
             self.drop_spill_at(frame, p)
-        if val is not None and (size == 8 or (val.type == SCALAR and size in (1, 2, 4))):
-            if val.type == SCALAR and size < 8:
-                sv = scalar(B.truncate(val.b, size)) if not is_st else const_scalar(val.b.const & ((1 << (8 * size)) - 1))
-                if not val.b.is_const and val.b.umax >> (8 * size):
-                    sv = scalar(B.urange(0, (1 << (8 * size)) - 1))
+        if val is not None and start % 8 == 0:
+            # Linux spills a register (or a BPF_ST immediate) written at a slot boundary, any size
+            if val.type == SCALAR and size < 8 and not is_st and not val.b.is_const and val.b.umax >> (8 * size):
+                sv = scalar(B.urange(0, (1 << (8 * size)) - 1))
             else:
                 sv = val.copy()
-            if sv.type == SCALAR and sv.b.is_const and sv.b.const == 0 and size < 8:
-                for p in range(start, start + size):
-                    frame.slots[p] = STACK_ZERO
-                return
+                if size < 8 and not is_st:
+                    sv.id = 0
             frame.spills[start] = (size, sv)
             for p in range(start, start + size):
                 frame.slots[p] = STACK_SPILL
@@ -813,6 +821,9 @@ class Checker:
         if sp is not None:
             ssize, sreg = sp
             if ssize == size:
+                if size < 8 and sreg.type == SCALAR:
+                    return scalar(B.truncate(sreg.b, size)) if not sreg.b.is_const else const_scalar(
+                        sreg.b.const & ((1 << (8 * size)) - 1))
                 return sreg.copy()
             if sreg.type != SCALAR:
                 raise Reject(errno.EACCES, "invalid size of register fill\n")
@@ -1065,7 +1076,7 @@ class Checker:
                 self.verbose(f"returning from callee:\n {self.fmt_state(callee, True)}\nto caller at "
                              f"{callee.callsite + 1}:\n {self.fmt_state(state.cur, True)}\n")
                 self.insn_line_end = -1
-            self.scratched_regs = (1 << 11) - 1
+            self.scratched_regs = 0
             return callee.callsite + 1
         if state.refs:
             rid, at = next(iter(state.refs.items()))
@@ -1139,6 +1150,8 @@ class Checker:
             self.new_id()
             ret.id = ret.ref = self.new_id()
             state.refs[ret.id] = idx
+        if func_id == int(HP.H.get_smp_processor_id):
+            ret = scalar(B.urange(0, max(self.ncpus, 1) - 1))  # Linux bounds it by nr_cpu_ids
         rel = meta.get("release")
         if rel:
             state.refs.pop(rel, None)

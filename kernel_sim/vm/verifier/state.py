@@ -80,7 +80,10 @@ class Reg:
     def fmt(self, frameno: int | None = None) -> str:
         """Linux's print of the register; a stack pointer into another frame shows that frame."""
         if self.type == SCALAR:
-            return B.fmt_scalar(self.b)
+            text = B.fmt_scalar(self.b)
+            if self.id and text.startswith("scalar("):
+                text = f"scalar(id={self.id}" + ("," if text != "scalar()" else "") + text[len("scalar("):]
+            return text
         if self.type == PTR_TO_STACK:
             fp = "fp" if frameno is None or frameno == self.frame else f"fp[{self.frame}]"
             return f"{fp}{self.off}" if self.b.is_const else f"{fp}{self.off}{B.fmt_scalar(self.b)}"
