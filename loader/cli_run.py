@@ -96,31 +96,28 @@ _SECTION_KINDS = {"kprobe": "kprobe", "kretprobe": "kretprobe", "tracepoint": "t
                   "uprobe": "uprobe", "uretprobe": "uprobe"}
 
 
+def _section(prog: Any) -> str:
+    """The program's ELF section name ("kprobe/do_sys_openat2"), as the loader parsed it."""
+    definition = getattr(prog, "definition", None)
+    return str(getattr(prog, "section", None) or getattr(definition, "section", "") or "")
+
+
 def program_kind(prog: Any) -> str | None:
-    """kprobe / kretprobe / tracepoint / uprobe as the program's section says, if it says."""
-    for attr in ("kind", "section"):
-        value = getattr(prog, attr, None)
-        if value is None:
-            value = getattr(getattr(prog, "definition", None), attr, None) or getattr(getattr(prog, "defn", None),
-                                                                                          attr, None)
-        if value is None:
-            continue
-        head = str(getattr(value, "value", value)).split("/", 1)[0].lower()
+    """kprobe / kretprobe / tracepoint / uprobe as the program's definition or section says."""
+    kind = getattr(getattr(prog, "definition", None), "kind", None)
+    for value in (getattr(kind, "value", kind), _section(prog)):
+        head = str(value or "").split("/", 1)[0].lower()
         if head in _SECTION_KINDS:
             return _SECTION_KINDS[head]
     return None
 
 
 def target_from_section(prog: Any) -> Target | None:
-    """Aya-less convenience: SEC("kprobe/do_sys_openat2") says where to attach."""
-    section = None
-    for holder in (prog, getattr(prog, "definition", None), getattr(prog, "defn", None)):
-        section = getattr(holder, "section", None) if holder is not None else None
-        if section:
-            break
-    if not section or "/" not in str(section):
+    """SEC("kprobe/do_sys_openat2") or SEC("tracepoint/sched/sched_process_exec") says where."""
+    section = _section(prog)
+    if "/" not in section:
         return None
-    head, rest = str(section).split("/", 1)
+    head, rest = section.split("/", 1)
     kind = _SECTION_KINDS.get(head)
     if kind in ("kprobe", "kretprobe") and rest:
         return Target(kind, (rest,))
