@@ -182,3 +182,18 @@ def test_disasm_program_quotes_the_source(capsys, path: Path):
         assert lines[first - 1].startswith("; ")
         rc, out, _ = run_cli(capsys, "disasm", "--no-source", str(path), "--program", name)
         assert not any(ln.startswith("; ") for ln in out.splitlines())
+
+
+@pytest.mark.skipif(shutil.which("llvm-readelf") is None, reason="llvm-readelf not installed")
+@pytest.mark.parametrize("path", OBJECTS, ids=IDS)
+def test_inspect_sections_are_llvm_readelfs(capsys, path: Path):
+    theirs = []
+    for line in subprocess.run(["llvm-readelf", "-SW", str(path)], capture_output=True, text=True,
+                               check=True).stdout.splitlines():
+        m = re.match(r"\s*\[\s*(\d+)\]\s+(\S+)\s+(\w+)\s+[0-9a-f]+\s+[0-9a-f]+\s+([0-9a-f]+)\s+\S+\s+(\w*)\s", line)
+        if m and m.group(1) != "0":
+            idx, name, typ, size, flags = m.groups()
+            theirs.append((int(idx), name, typ, int(size, 16), "".join(f for f in flags if f in "WAX")))
+    rc, out, _ = run_cli(capsys, "inspect", "--json", str(path))
+    ours = [(s["index"], s["name"], s["type"], s["size"], s["flags"]) for s in json.loads(out)["sections"]]
+    assert ours == theirs
