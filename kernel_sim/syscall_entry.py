@@ -157,6 +157,7 @@ class SyscallEntry:
         def kernel_clone(*_):
             parent = _task()
             child = self.kernel.spawn(parent.comm, parent.uid, parent.gid, cpu=parent.cpu)
+            child.state["parent"] = parent  # task_struct->real_parent (kernel_sim/task_kmem.py)
             return child.pid
 
         return self.kernel.kcall("kernel_clone", (clone_flags,), kernel_clone)

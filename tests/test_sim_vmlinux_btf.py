@@ -246,3 +246,18 @@ def test_tp_btf_attach_rules_and_args(bpf_kernel):
     finally:
         sys.close(fd)
     assert maps.lookup(map_fd, struct.pack("<I", 0), 8) == struct.pack("<Q", NR_OPENAT)
+
+
+def test_real_parent_follows_clone(sim):
+    """A cloned child's task_struct points at its parent's; the parent's own parent is init."""
+    from kernel_sim.task_kmem import task_struct_addr
+
+    k = sim.kernel
+    parent = k.spawn("parent")
+    child_pid = k.syscall(parent, "clone", 0x11)  # SIGCHLD
+    child = k.tasks[child_pid]
+    ts = TaskStruct.from_buffer_copy(k.vm.read(task_struct_addr(k, child), ctypes.sizeof(TaskStruct)))
+    up = TaskStruct.from_buffer_copy(k.vm.read(ts.real_parent, ctypes.sizeof(TaskStruct)))
+    assert (ts.pid, up.pid, up.tgid) == (child_pid, parent.pid, parent.tgid)
+    top = TaskStruct.from_buffer_copy(k.vm.read(up.real_parent, ctypes.sizeof(TaskStruct)))
+    assert top.pid == k.init_task.pid
