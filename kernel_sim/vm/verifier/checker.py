@@ -679,8 +679,7 @@ class Checker:
             raise Reject(errno.EACCES, f"R{regno} invalid mem access '{reg.type_str()}'\n")
         sized = scalar(B.urange(0, (1 << (8 * size)) - 1)) if size < 8 else scalar()
         if t == PTR_TO_CTX:
-            if reg.off:
-                raise Reject(errno.EACCES, f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed\n")
+            self.check_ptr_off(regno, reg)
             if not reg.b.is_const or reg.b.const:
                 raise Reject(errno.EACCES, f"variable ctx access var_off={_tn(reg.b)} off={off} size={size}\n")
             acc = ctx_layouts.ctx_access(self.prog_type, off, size, write, self.arch)
@@ -719,6 +718,14 @@ class Checker:
                                            f"off={o},r={reg.rng})\n" + f"R{regno} offset is outside of the packet\n")
             return sized
         raise Reject(errno.EACCES, f"R{regno} invalid mem access '{reg.type_str()}'\n")
+
+    def check_ptr_off(self, regno: int, reg: Reg) -> None:
+        """__check_ptr_off_reg() for pointers that must not be moved (ctx)."""
+        if reg.off < 0:
+            raise Reject(errno.EACCES, f"negative offset {reg.type_str()} ptr R{regno} off={reg.off} disallowed\n")
+        if reg.off:
+            raise Reject(errno.EACCES, f"dereference of modified {reg.type_str()} ptr R{regno} off={reg.off} "
+                                       "disallowed\n")
 
     def region_check(self, regno: int, reg: Reg, off: int, size: int, limit: int, msg) -> None:
         base = reg.off + off
@@ -1199,8 +1206,7 @@ class Checker:
         if kind == HP.ARG_PTR_TO_CTX:
             if reg.type != PTR_TO_CTX:
                 mismatch("ctx")
-            if reg.off:
-                raise Reject(errno.EACCES, f"dereference of modified ctx ptr R{regno} off={reg.off} disallowed\n")
+            self.check_ptr_off(regno, reg)
             return
         if kind in (HP.ARG_CONST_SIZE, HP.ARG_CONST_SIZE_OR_ZERO, HP.ARG_CONST_ALLOC_SIZE_OR_ZERO):
             if reg.type != SCALAR:
