@@ -37,6 +37,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_disasm(args: argparse.Namespace) -> int:
     from .obj import ObjectError
     from .obj.disasm import disassemble_object, disassemble_program
+    from .obj.elf import code_sections
 
     obj = _load(args.object)
     if args.program:
@@ -44,7 +45,9 @@ def cmd_disasm(args: argparse.Namespace) -> int:
         missing = [n for n in names if n not in obj.programs]
         if missing:
             raise CliError(f"no program {missing[0]!r} in {args.object} (has: {', '.join(obj.programs) or 'none'})")
-        print("\n".join(disassemble_program(obj.programs[n], obj, args.alu32, not args.no_source) for n in names), end="")
+        labels = {cs.name: cs.labels for cs in code_sections(Path(args.object).read_bytes(), args.object)}
+        print("\n".join(disassemble_program(obj.programs[n], obj, args.alu32, not args.no_source, labels)
+                        for n in names), end="")
         return 0
     try:
         text = disassemble_object(Path(args.object).read_bytes(), args.object, with_relocs=not args.no_relocs,

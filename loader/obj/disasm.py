@@ -186,16 +186,27 @@ def disassemble_object(data: bytes, name: str = "<bytes>", with_relocs: bool = T
 
 
 def disassemble_program(prog: ProgramDef, obj: BpfObject | None = None, alu32: bool = False,
-                        with_source: bool = True) -> str:
+                        with_source: bool = True, section_labels: dict[str, dict[int, str]] | None = None) -> str:
     """The linked program as the loader loads it: callees appended (labelled), map references
     annotated (the loader writes the fd into these lddw instructions), and, when the object
-    has BTF line info, the source lines the kernel's verifier log would quote."""
+    has BTF line info, the source lines the kernel's verifier log would quote.
+
+    `section_labels` (section -> byte offset -> symbol, from `code_sections`) carries the
+    object's local labels (LBB0_3, ...) over to where each function landed in the program.
+    """
     labels = {0: prog.name}
+    placed = [(prog.section, prog.section_offset, prog.size, 0)]
     pos = prog.size
     for callee in prog.callees:
         labels[pos] = callee
         if obj is not None and callee in obj.functions:
-            pos += obj.functions[callee][2]
+            section, offset, size = obj.functions[callee]
+            placed.append((section, offset, size, pos))
+            pos += size
+    for section, start, size, at in placed if section_labels else ():
+        for off, name in section_labels.get(section, {}).items():
+            if start < off < start + size:
+                labels.setdefault(at + off - start, name)
     relocs = {}
     for r in prog.map_relocs:
         what = r.map_name if r.kind == "map_fd" else f"{r.map_name}+{r.offset}"
