@@ -153,7 +153,8 @@ class TaskKmem:
         ts = TaskStruct.from_buffer(buf, 0)
         ts.pid = task.pid
         ts.tgid = task.tgid
-        ts.comm = task.comm_bytes[:TASK_COMM_LEN - 1]
+        comm = TaskStruct.comm.offset
+        buf[comm:comm + TASK_COMM_LEN] = task.comm_bytes  # NUL-padded, as __set_task_comm's strscpy_pad
         setattr(ts, "__state", TASK_RUNNING)
         ts.on_cpu = 1
         ts.recent_used_cpu = task.cpu

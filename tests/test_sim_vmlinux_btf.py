@@ -261,3 +261,15 @@ def test_real_parent_follows_clone(sim):
     assert (ts.pid, up.pid, up.tgid) == (child_pid, parent.pid, parent.tgid)
     top = TaskStruct.from_buffer_copy(k.vm.read(up.real_parent, ctypes.sizeof(TaskStruct)))
     assert top.pid == k.init_task.pid
+
+
+def test_comm_is_nul_padded_after_a_rename(sim):
+    """exec renames the task: the 16 comm bytes are the new name padded with NULs, no stale tail."""
+    from kernel_sim.task_kmem import task_struct_addr
+
+    k = sim.kernel
+    task = k.spawn("a-long-process-name")
+    task_struct_addr(k, task)
+    assert k.syscall(task, "execve", task.memory.put_str("/bin/cat"), 0, 0) == 0
+    addr = task_struct_addr(k, task)
+    assert k.vm.read(addr + TaskStruct.comm.offset, 16) == b"cat".ljust(16, b"\0")
