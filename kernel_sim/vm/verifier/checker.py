@@ -558,6 +558,9 @@ class Checker:
         if dst.type != SCALAR or src.type != SCALAR:
             self.set_reg(state, ins.dst, self.ptr_alu(state, ins, op, is64, dst, src))
             return
+        if op in (0x30, 0x90):  # Linux 6.18 tracks no ranges through div/mod: any result, 64 bits
+            self.set_reg(state, ins.dst, scalar())
+            return
         if is64:
             nb = B.alu(op, dst.b, src.b, ins.off == 1)
         else:
