@@ -18,6 +18,7 @@ from kernel_sim.uapi.bpf import TestRunAttr as RunAttr
 from kernel_sim.uapi.insn import BPF_ADD, BPF_SUB, encode
 from kernel_sim.vm import asm
 from kernel_sim.vm.asm import DW, W, alu64, exit_, ldx, mov64, st
+from loader.backends import open_kernel
 
 ENOTSUPP = 524
 BPF_F_SLEEPABLE = 1 << 4
@@ -312,3 +313,21 @@ def test_ld_abs_out_of_the_packet_returns_zero(bpf_kernel):
     fd = load(bpf_kernel, ProgType.SOCKET_FILTER, prog)
     assert test_run(bpf_kernel, fd, PKT).retval == 0                     # 62 + 4 > 50 bytes of L3
     assert test_run(bpf_kernel, fd, bytes(14 + 66)).retval == 9
+
+
+def test_a_jit_that_fails_to_compile_falls_back_to_the_interpreter(monkeypatch, caplog):
+    """PROG_LOAD must not fail (or crash) because of a JIT bug: the program is interpreted."""
+    from kernel_sim.bpf import engine as engine_module
+    from kernel_sim.vm.interpreter import Interpreter
+
+    class BrokenJit:
+        def __init__(self, vmprog):
+            raise SyntaxError("generated code is wrong")
+
+    monkeypatch.setattr(engine_module, "jit_class", lambda: BrokenJit)
+    sys = open_kernel("sim", engine="jit")
+    with caplog.at_level("WARNING", logger="kernel_sim.vm"):
+        fd = load(sys, ProgType.SOCKET_FILTER, R42)
+    assert isinstance(sys.task.files.get(fd).prog.engine.vm_engine, Interpreter)
+    assert "JIT failed" in caplog.text
+    assert test_run(sys, fd, PKT).retval == 42

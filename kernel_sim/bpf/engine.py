@@ -50,7 +50,11 @@ def make_vm_engine(vmprog: VmProgram, kind: str):
     if kind == "jit":
         cls = jit_class()
         if cls is not None and (getattr(cls, "SUPPORTS_LD_ABS", False) or not uses_ld_abs(vmprog)):
-            return cls(vmprog)
+            try:
+                return cls(vmprog)
+            except Exception as e:  # noqa: BLE001 - a JIT bug must not fail PROG_LOAD: interpret instead
+                log_faults.warning("JIT failed on prog %s (%s: %s); using the interpreter",
+                                   vmprog.name or "?", type(e).__name__, e)
     elif kind != "interp":
         raise ValueError(f"unknown engine {kind!r}: choose interp or jit")
     return Interpreter(vmprog)
