@@ -109,11 +109,11 @@ def test_trivial_program_loads_and_runs(bpf_kernel):
     bpf_kernel.close(fd)
 
 
-def test_sim_run_ctx_uses_the_engine(bpf_kernel):
-    if bpf_kernel.kind != "sim":
-        pytest.skip("BpfProg.run_ctx is the simulated kernel's internal entry")
-    fd = load(bpf_kernel, ProgType.KPROBE, [ldx(DW, 0, 1, 8), exit_()])
-    prog = bpf_kernel.task.files.get(fd).prog
+def test_sim_run_ctx_uses_the_engine():
+    """BpfProg.run_ctx is the simulated kernel's internal entry (attached events use it)."""
+    sim = open_kernel("sim")
+    fd = load(sim, ProgType.KPROBE, [ldx(DW, 0, 1, 8), exit_()])
+    prog = sim.task.files.get(fd).prog
     assert prog.run_ctx(struct.pack("<QQ", 1, 0x1234)) == 0x1234
     assert prog.run_cnt == 1
 
