@@ -347,3 +347,34 @@ def test_loop_guard_stops_an_endless_loop() -> None:
     prog = [mov(0, 0), add(0, 1), insn(BPF_JMP | BPF_JA, 0, 0, -2), EXIT]
     fault = run_engine(JitEngine, prog, max_loop_iterations=1000)[0]
     assert isinstance(fault, VmFault) and "loop bound" in str(fault)
+
+
+def test_long_check_chains_stay_flat() -> None:
+    """400 `if (x == k) goto fail` checks: guard clauses, not 400 levels of nesting."""
+    n = 400
+    prog = [mov(0, 0)]
+    for k in range(n):
+        prog.append(insn(BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 2 * (n - k), k + 1000))
+        prog.append(add(0, 1))
+    prog += [EXIT, mov(0, 99), EXIT]
+    for r1 in (5, 1000, 1399):
+        r0, _, engine = both(prog, r1=r1)
+        assert "_pc = " not in engine.sources[0]
+        assert max(len(line) - len(line.lstrip()) for line in engine.sources[0].splitlines()) < 40
+    assert both(prog, r1=5)[0] == n and both(prog, r1=1000)[0] == 99
+
+
+def test_code_python_cannot_nest_falls_back_to_dispatch() -> None:
+    """120 nested ifs would need 120 indentation levels (CPython allows 100): dispatch instead."""
+
+    def nest(i: int, n: int) -> list[Insn]:
+        if i == n:
+            return [add(0, 1000)]
+        inner = nest(i + 1, n)
+        return [insn(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, len(inner), i)] + inner + [add(0, 1)]
+
+    prog = [mov(0, 0)] + nest(0, 120) + [EXIT]
+    for r2 in (0, 7, 500):
+        r0, _, engine = both(prog, r2=r2)
+        assert "_pc = " in engine.sources[0]
+    assert both(prog, r2=500)[0] == 1120

@@ -24,6 +24,7 @@ import heapq
 import itertools
 import re
 import struct
+import sys
 
 from ..uapi.insn import BPF_ATOMIC, BPF_JMP, BPF_LDX, BPF_ST, BPF_STX, Insn
 from .alu import alu32, alu64, endian, s32
@@ -188,8 +189,23 @@ class JitEngine:
         return end
 
     def _compile_unit(self, entry: int, depth: int) -> None:
-        """Generate and compile (entry, depth) and every function it calls not compiled yet."""
+        """Generate and compile (entry, depth) and every function it calls not compiled yet.
+
+        Structured code nests; CPython refuses more than 100 indentation levels or 20 nested
+        loops, and the emitter recurses along the dominator tree. Where that fails the unit is
+        generated again as block dispatchers (flat, always compilable)."""
         filename = f"<bpf-jit {self.program.name or 'prog'} #{next(_unit_ids)}>"
+        try:
+            source, table = self._generate_unit(entry, depth, dispatch=False)
+            code = compile(source, filename, "exec")
+        except (SyntaxError, RecursionError, MemoryError):
+            source, table = self._generate_unit(entry, depth, dispatch=True)
+            code = compile(source, filename, "exec")
+        self.sources.append(source)
+        self.line_tables[filename] = table
+        exec(code, self.ns)  # noqa: S102  (the JIT's whole point)
+
+    def _generate_unit(self, entry: int, depth: int, dispatch: bool) -> tuple[str, dict[int, int]]:
         lines: list[str] = []
         table: dict[int, int] = {}
         todo = [(entry, depth)]
@@ -200,17 +216,15 @@ class JitEngine:
                 continue
             done.add(key)
             calls: list[int] = []
-            for text, pc in self._gen_function(key[0], key[1], calls):
+            for text, pc in self._gen_function(key[0], key[1], calls, dispatch):
                 lines.append(text)
                 if pc >= 0:
                     table[len(lines)] = pc
             todo += [(t, key[1] + 1) for t in calls]
-        source = "\n".join(lines) + "\n"
-        self.sources.append(source)
-        self.line_tables[filename] = table
-        exec(compile(source, filename, "exec"), self.ns)  # noqa: S102  (the JIT's whole point)
+        return "\n".join(lines) + "\n", table
 
-    def _gen_function(self, entry: int, depth: int, calls: list[int]) -> list[tuple[str, int]]:
+    def _gen_function(self, entry: int, depth: int, calls: list[int], dispatch: bool = False
+                      ) -> list[tuple[str, int]]:
         n = len(self.insns)
         header = f"def f_{entry}_{depth}(run, R, S, sb, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9):"
         if not 0 <= entry < n:
@@ -260,15 +274,19 @@ class JitEngine:
                 return []
             return [(0, "else:", x), (1, f"raise _VmFault({x}, 0, 0, 'run (loop bound exceeded)')", x)]
 
-        if g.reducible:
+        dispatch = dispatch or not g.reducible
+        if not dispatch:
+            if len(g.blocks) > 150:   # the emitter recurses along the dominator tree
+                sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(g.blocks) + 1000))
             body = StructuredEmitter(g, block_code, cond, end_code, loop_head, loop_else).emit(1)
         else:
-            body = dispatch_function(g, block_code, cond, end_code, 1)
+            body = dispatch_function(g, block_code, cond, end_code, 1, loop_head(g.start))
+            body += [(1 + i, t, pc) for i, t, pc in loop_else(g.start)]
         calls += sorted(set(tr.calls))
         out = [(header, -1), (f"    r10 = sb + {tr.fp}", entry)]
         if tr.uses_trace:
             out.append(("    _T = run.trace", entry))
-        if self.loop_guard and g.loop_headers:
+        if self.loop_guard and (g.loop_headers or dispatch):
             limit = "run.max_insns" if self.max_loop_iterations is None else str(self.max_loop_iterations)
             out.append((f"    _ML = {limit}", entry))
         out += [("    " * ind + text, pc) for ind, text, pc in body]

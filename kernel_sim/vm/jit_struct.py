@@ -53,6 +53,7 @@ class Retry(Exception):  # noqa: N818  (control flow)
 
 
 Line = tuple  # (indent, text or ExitLine, pc)
+DEEP = 24     # indentation beyond which tail branches to merge blocks become explicit breaks
 
 
 class StructuredEmitter:
@@ -119,6 +120,12 @@ class StructuredEmitter:
                 return out
             if not yes:
                 return out + [(ind, f"if {negate(cond)}:", pc)] + no
+            # guard clauses: an arm that always jumps away stays in the if, the other follows
+            # unindented (chains of checks stay flat instead of nesting one level per check)
+            if no and _jumps_away(yes, ind + 1) and (len(yes) <= len(no) or not _jumps_away(no, ind + 1)):
+                return out + [(ind, f"if {cond}:", pc)] + yes + _dedent(no)
+            if no and _jumps_away(no, ind + 1):
+                return out + [(ind, f"if {negate(cond)}:", pc)] + no + _dedent(yes)
             out += [(ind, f"if {cond}:", pc)] + yes
             if no:
                 out += [(ind, "else:", pc)] + no
@@ -135,7 +142,14 @@ class StructuredEmitter:
 
     def br(self, label: tuple, ctx: list, tail: frozenset, ind: int, pc: int) -> list[Line]:
         if label in tail:
-            return []
+            if label[0] == "cont":
+                return [(ind, "continue", pc)]   # as cheap as falling through; flattens ifs
+            if ind <= DEEP or label[1] in self.wrapped:
+                return []
+            # deep in nested ifs: wrap the merge block so that branches to it become breaks,
+            # which the guard-clause layout keeps flat
+            self.wrapped.add(label[1])
+            raise Retry
         for fi in range(len(ctx) - 1, -1, -1):
             if ctx[fi].label == label:
                 break
@@ -173,6 +187,18 @@ class StructuredEmitter:
         return out
 
 
+def _jumps_away(lines: list[Line], ind: int) -> bool:
+    """Whether the statement list at indent ``ind`` ends in break/continue/return/raise."""
+    if not lines or lines[-1][0] != ind:
+        return False
+    text = lines[-1][1]
+    return isinstance(text, ExitLine) or text.startswith(("break", "continue", "return", "raise"))
+
+
+def _dedent(lines: list[Line]) -> list[Line]:
+    return [(i - 1, t, pc) for i, t, pc in lines]
+
+
 _COMPARE = re.compile(r" (==|!=|<=|>=|<|>) ")
 _INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 
@@ -186,20 +212,29 @@ def negate(cond: str) -> str:
     return f"not ({cond})"
 
 
-def dispatch_function(g: FuncGraph, block_code, cond, end_code, indent: int) -> list[Line]:
-    """The fallback for irreducible graphs: ``while True`` over a block-number variable."""
-    out: list[Line] = [(indent, f"_pc = {g.start}", g.start), (indent, "while True:", g.start)]
-    ind = indent + 1
-    for i, x in enumerate(g.rpo):
+def dispatch_function(g: FuncGraph, block_code, cond, end_code, indent: int, loop_head: str) -> list[Line]:
+    """The fallback (irreducible graphs, or structured code Python cannot compile): a loop over
+    a block-number variable with a binary search over block starts (depth log2(blocks))."""
+    blocks = sorted(g.rpo)
+    out: list[Line] = [(indent, f"_pc = {g.start}", g.start), (indent, loop_head, g.start)]
+
+    def body(x: int, ind: int) -> list[Line]:
         b = g.blocks[x]
-        out.append((ind, f"{'if' if i == 0 else 'elif'} _pc == {x}:", x))
-        body = [(ind + 1, t, pc) for t, pc in block_code(x)]
+        lines = [(ind, t, pc) for t, pc in block_code(x)]
         if b.kind in ("fall", "ja"):
-            body.append((ind + 1, f"_pc = {b.succs[0]}", x))
+            lines.append((ind, f"_pc = {b.succs[0]}", x))
         elif b.kind == "cond":
             c, pc = cond(x)
-            body.append((ind + 1, f"_pc = {b.succs[0]} if {c} else {b.succs[1]}", pc))
+            lines.append((ind, f"_pc = {b.succs[0]} if {c} else {b.succs[1]}", pc))
         else:
-            body += [(ind + 1, t, pc) for t, pc in end_code(x)]
-        out += body
-    return out
+            lines += [(ind, t, pc) for t, pc in end_code(x)]
+        return lines
+
+    def tree(lo: int, hi: int, ind: int) -> list[Line]:
+        if hi - lo == 1:
+            return body(blocks[lo], ind)
+        mid = (lo + hi) // 2
+        return ([(ind, f"if _pc < {blocks[mid]}:", -1)] + tree(lo, mid, ind + 1)
+                + [(ind, "else:", -1)] + tree(mid, hi, ind + 1))
+
+    return out + tree(0, len(blocks), indent + 1)
