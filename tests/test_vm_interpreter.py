@@ -288,3 +288,39 @@ def test_run_keys_still_mapped_are_not_reused():
         other.map_region(bytearray(8))
         other.unmap_all()
     assert vm.read(addr, 4) == b"mine"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_atomic_add_from_two_threads_loses_nothing(kind):
+    """Two simulated CPUs hammering one counter with lock xadd: every increment lands."""
+    import threading
+
+    vm = AddressSpace()
+    counter = bytearray(8)
+    addr = vm.map_region(counter)
+    loop = [asm.lddw(1, addr), mov64(2, imm=1), mov64(3, imm=3000),
+            asm.atomic(DW, BPF_ADD, 1, 2), alu64(BPF_ADD, 3, imm=-1), jmp(BPF_JNE, 3, imm=0, off=-3),
+            mov64(0, imm=0), exit_()]
+    code = encode(flatten(*loop))
+    errors: list = []
+
+    def worker():
+        try:
+            run_raw(code, b"", kind, vm=vm)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    import sys
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, so an unlocked read-modify-write would tear
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert int.from_bytes(counter, "little") == 6000
