@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from kernel_sim.uapi.epoll import EPOLLERR, EPOLLHUP, EPOLLIN
+
 from .reactor import Reactor
 
 
@@ -76,16 +78,26 @@ class PerfStream:
 
     async def __anext__(self) -> PerfBatch:
         while not self._queue:
-            if self.closed:
+            if self.closed or not self.buffers:
                 raise StopAsyncIteration
             self._read(self._to_read)
             if self._queue:
                 break
-            await self.reactor.wait_any(self.buffers)
+            ready = await self.reactor.wait_any(self.buffers)
+            self._drop_hung_up(ready)
             # Read every buffer, not only those epoll named: a report can be lost (see the
             # reactor), and checking an idle buffer is one read of its data_head.
             self._to_read = list(self.buffers)
         return self._queue.popleft()
+
+    def _drop_hung_up(self, ready: list[tuple[int, int]]) -> None:
+        """A buffer that reports hang-up or error without data (no ring mapped, event gone)
+        would be ready forever: read it one last time and stop waiting on it."""
+        for fd, revents in ready:
+            if revents & (EPOLLHUP | EPOLLERR) and not revents & EPOLLIN and fd in self.buffers:
+                self._read([fd])
+                self.reactor.forget(fd)
+                del self.buffers[fd]
 
     def close(self) -> None:
         """Forget the buffers in the reactor; their owner closes them."""
@@ -115,7 +127,9 @@ class RingStream:
             if record is not None:
                 self.records += 1
                 return record
-            await self.reactor.wait_readable(self.ring.fd)
+            revents = await self.reactor.wait_readable(self.ring.fd)
+            if revents & (EPOLLHUP | EPOLLERR) and not revents & EPOLLIN:
+                self.close()  # nothing more will come: end the iteration instead of spinning
 
     def drain(self, limit: int | None = None) -> list[bytes]:
         """The records there now, without waiting (for consumers that batch)."""

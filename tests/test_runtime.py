@@ -382,3 +382,24 @@ async def test_an_error_in_the_block_comes_out_as_itself_and_closes_the_reactor(
         async with open_reactor(sys):
             raise KeyError("boom")
     assert fd_snapshot(sys) == before
+
+
+async def test_a_hung_up_buffer_ends_its_stream_instead_of_spinning(sys):
+    """A BPF output event with no ring mapped polls EPOLLHUP forever (perf_poll, on both kernels)."""
+
+    class Unmapped:
+        def __init__(self) -> None:
+            self.cpu = 0
+            self.fd = sys.perf_event_open(output_attr(), -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+
+        def read_events(self):
+            return [], 0
+
+    buf = Unmapped()
+    async with open_reactor(sys) as reactor:
+        stream = PerfStream(reactor, [buf])
+        with trio.fail_after(10):
+            batches = [b async for b in stream]
+        assert batches == [] and stream.buffers == {}
+        assert reactor.wakeups < 5
+    sys.close(buf.fd)
