@@ -14,7 +14,7 @@ turning each record into a dict. Printed per transport:
 The simulated CPUs are threads of this process, so producers and consumer share one
 interpreter: the numbers measure the whole pipeline on that budget.
 
-    python bench/e2e.py [--seconds 3] [--cpus 2] [--workload storm] [--pages 64]
+    python bench/e2e.py [--seconds 3] [--cpus 2] [--workload storm] [--pages 64] [--kernel linux]
 """
 
 from __future__ import annotations
@@ -53,8 +53,18 @@ struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); __uint(key_size, 4); __uin
 struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, __u32); __type(value, __u64); }
     drops SEC(".maps");
 
+#ifdef TRACEPOINT
+/* The real kernel here has no kprobes: the openat tracepoint, for one process only. */
+struct openat_ctx { __u64 common; __s32 nr; __u32 pad; __u64 dfd; __u64 filename; __u64 flags; __u64 mode; };
+const volatile __u32 target_tgid = 0;
+#define FILENAME_PTR ((const void *)ctx->filename)
+SEC("tracepoint/syscalls/sys_enter_openat")
+int e2e(struct openat_ctx *ctx)
+#else
+#define FILENAME_PTR ((const void *)PT_REGS_PARM2(ctx))
 SEC("kprobe/do_sys_openat2")
 int e2e(struct pt_regs *ctx)
+#endif
 {
     struct event e = {};
     __u32 zero = 0;
@@ -62,9 +72,13 @@ int e2e(struct pt_regs *ctx)
 
     e.ts = bpf_ktime_get_ns();
     e.pid = bpf_get_current_pid_tgid() >> 32;
+#ifdef TRACEPOINT
+    if (e.pid != target_tgid)
+        return 0;
+#endif
     e.uid = (__u32)bpf_get_current_uid_gid();
     bpf_get_current_comm(&e.comm, sizeof(e.comm));
-    bpf_probe_read_user_str(&e.filename, sizeof(e.filename), (const void *)PT_REGS_PARM2(ctx));
+    bpf_probe_read_user_str(&e.filename, sizeof(e.filename), FILENAME_PTR);
 #ifdef USE_RINGBUF
     err = bpf_ringbuf_output(&rb, &e, sizeof(e), 0);
 #else
@@ -82,11 +96,12 @@ char LICENSE[] SEC("license") = "GPL";
 """
 
 
-def build(tmp: Path, ringbuf: bool, ring_bytes: int) -> Path:
+def build(tmp: Path, ringbuf: bool, ring_bytes: int, tracepoint: bool = False) -> Path:
     src = tmp / "e2e.bpf.c"
     src.write_text(SOURCE)
-    out = tmp / ("e2e_ringbuf.bpf.o" if ringbuf else "e2e_perf.bpf.o")
+    out = tmp / f"e2e_{'ringbuf' if ringbuf else 'perf'}{'_tp' if tracepoint else ''}.bpf.o"
     defines = [f"-DRING_BYTES={ring_bytes}"] + (["-DUSE_RINGBUF"] if ringbuf else [])
+    defines += ["-DTRACEPOINT"] if tracepoint else []
     subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86",
                     "-I/usr/include/x86_64-linux-gnu", *defines, "-c", str(src), "-o", str(out)], check=True)
     return out
@@ -100,12 +115,26 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
     from loader.event_decode import SampleFormatter, object_types
     from runtime import PerfStream, RingStream, open_reactor
 
-    sys_ = open_kernel("sim", cpus=args.cpus)
-    kernel = sys_.kernel
-    ebpf = Ebpf.load_file(str(obj), kernel=sys_)
-    prog = ebpf.program("e2e")
-    prog.load()
-    link = prog.attach("do_sys_openat2")
+    driver = None
+    if args.kernel == "linux":
+        from loader.ebpf import EbpfLoader
+
+        # The load: another process opening a file in a loop, once we say go.
+        driver = subprocess.Popen([sys.executable, "-c", "import sys\nsys.stdin.readline()\nwhile True:\n"
+                                   "    open('/etc/hostname').close()"], stdin=subprocess.PIPE, text=True)
+        sys_ = open_kernel("linux")
+        clock_ns = time.monotonic_ns  # bpf_ktime_get_ns is CLOCK_MONOTONIC
+        ebpf = EbpfLoader(sys_).set_global("target_tgid", driver.pid).load_file(obj)
+        prog = ebpf.program("e2e")
+        prog.load()
+        link = prog.attach("syscalls", "sys_enter_openat")
+    else:
+        sys_ = open_kernel("sim", cpus=args.cpus)
+        clock_ns = sys_.kernel.clock_ns
+        ebpf = Ebpf.load_file(str(obj), kernel=sys_)
+        prog = ebpf.program("e2e")
+        prog.load()
+        link = prog.attach("do_sys_openat2")
     fmt = SampleFormatter(object_types(str(obj)), padded=not ringbuf)
     latencies: list[int] = []
     decoded = 0
@@ -125,14 +154,18 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
         nonlocal decoded, batches
         async with open_reactor(sys_) as reactor:
             stream = RingStream(reactor, source) if ringbuf else PerfStream(reactor, buffers)
-            sys_.start_workload(args.workload)
+            if driver is not None:
+                driver.stdin.write("go\n")
+                driver.stdin.flush()
+            else:
+                sys_.start_workload(args.workload)
             t0 = time.perf_counter()
             with trio.move_on_after(args.seconds):
                 if ringbuf:
                     async for raw in stream:
                         batch = [raw, *stream.drain(limit=4096)]
                         batches += 1
-                        now = kernel.clock_ns()
+                        now = clock_ns()
                         for rec in batch:
                             ev = fmt.decode(rec)
                             decoded += 1
@@ -141,14 +174,18 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
                 else:
                     async for batch in stream:
                         batches += 1
-                        now = kernel.clock_ns()
+                        now = clock_ns()
                         for raw in batch.samples:
                             ev = fmt.decode(raw)
                             decoded += 1
                             if decoded % 16 == 0:
                                 latencies.append(now - ev["ts"])
             elapsed = time.perf_counter() - t0
-            sys_.stop_workload()
+            if driver is not None:
+                driver.kill()
+                driver.wait()
+            else:
+                sys_.stop_workload()
             stream.close()
         return elapsed
 
@@ -160,7 +197,11 @@ def run_one(obj: Path, ringbuf: bool, args: argparse.Namespace) -> dict:
         link.detach()
         source.close()
         ebpf.close()
-        sys_.close_all()
+        if driver is not None and driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        if sys_.kind == "sim":
+            sys_.close_all()
     hits = decoded + drops
     lat = sorted(latencies)
     return {
@@ -207,6 +248,8 @@ def consumer_only(obj: Path, seconds: float) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--kernel", choices=("sim", "linux"), default="sim",
+                   help="linux: the openat tracepoint of this machine's kernel (no kprobes here), for reference")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--workload", default="storm")
     p.add_argument("--pages", type=int, default=64, help="perf buffer pages per CPU")
@@ -219,15 +262,18 @@ def main() -> int:
     if shutil.which("clang") is None:
         print("e2e: clang is needed to build the benchmark's BPF program", file=sys.stderr)
         return 1
-    print(f"e2e: kprobe do_sys_openat2 -> decoded dict in the consumer (sim, x86_64, {args.cpus} CPUs, "
-          f"{args.workload} workload, {args.seconds:g} s per transport, GIL switch interval "
-          f"{sys.getswitchinterval() * 1000:g} ms)")
+    linux = args.kernel == "linux"
+    where = ("tracepoint syscalls/sys_enter_openat on Linux, one process opening in a loop" if linux else
+             f"kprobe do_sys_openat2 (sim, x86_64, {args.cpus} CPUs, {args.workload} workload)")
+    print(f"e2e: {where} -> decoded dict in the consumer; {args.seconds:g} s per transport, GIL switch interval "
+          f"{sys.getswitchinterval() * 1000:g} ms")
     with tempfile.TemporaryDirectory() as tmp:
-        rate = consumer_only(build(Path(tmp), False, args.ring_bytes), min(args.seconds, 1.0))
-        print(f"  {'consumer alone (perf)':<26} decoded {rate:>9,.0f} ev/s   (samples written straight into the "
-              "buffer: the reader's and decoder's ceiling)")
+        if not linux:
+            rate = consumer_only(build(Path(tmp), False, args.ring_bytes), min(args.seconds, 1.0))
+            print(f"  {'consumer alone (perf)':<26} decoded {rate:>9,.0f} ev/s   (samples written straight into "
+                  "the buffer: the reader's and decoder's ceiling)")
         for ringbuf in (False, True):
-            obj = build(Path(tmp), ringbuf, args.ring_bytes)
+            obj = build(Path(tmp), ringbuf, args.ring_bytes, tracepoint=linux)
             r = run_one(obj, ringbuf, args)
             name = (f"ring buffer ({args.ring_bytes // 1024} KiB)" if ringbuf
                     else f"perf buffer ({args.pages} pages/CPU)")
