@@ -12,7 +12,9 @@ turning each record into a dict. Printed per transport:
 - latency:   p50 / p99 of (consumer clock at decode - bpf_ktime_get_ns() in the program).
 
 The simulated CPUs are threads of this process, so producers and consumer share one
-interpreter: the numbers measure the whole pipeline on that budget.
+interpreter: the numbers measure the whole pipeline on that budget. ``--kernel linux`` runs the
+same consumer against this machine's kernel for reference (its kprobes are compiled out, so the
+program sits on the openat tracepoint and counts one driver process's opens).
 
     python bench/e2e.py [--seconds 3] [--cpus 2] [--workload storm] [--pages 64] [--kernel linux]
 """
