@@ -28,7 +28,7 @@ JMP_OPS = [0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0xA0, 0xB0, 0xC0, 0xD0]
 PROG_TYPES = [1, 2, 5, 6, 17]
 
 
-def random_program(rnd: random.Random, map_fd: int) -> list:
+def random_program(rnd: random.Random, map_fd: int, ring_fd: int | None = None) -> list:
     def reg():
         return rnd.choice([0, 1, 2, 3, 4, 5, 6, 10]) if rnd.random() < 0.97 else rnd.randint(0, 15)
 
@@ -65,6 +65,21 @@ def random_program(rnd: random.Random, map_fd: int) -> list:
                 prog.append(I(0x15, 0, 0, 1, 0))
             prog.append(I(0x79 if rnd.random() < 0.5 else 0x7B, rnd.choice([0, 1]), rnd.choice([0, 1]),
                           rnd.choice([0, 4, 8, -8]), 0))
+        elif k < 0.935 and ring_fd is not None:  # ring buffer record, maybe checked, maybe submitted
+            prog += [I(0x18, 1, 1, 0, ring_fd), I(0, 0, 0, 0, 0), I(0xB7, 2, 0, 0, rnd.choice([8, 16])),
+                     I(0xB7, 3, 0, 0, 0), I(0x85, 0, 0, 0, 131)]
+            if rnd.random() < 0.8:
+                prog.append(I(0x15, 0, 0, 4 if rnd.random() < 0.8 else 3, 0))
+            prog += [I(0x7A, 0, 0, rnd.choice([0, 8, 12]), 1), I(0xBF, 1, 0), I(0xB7, 2, 0, 0, 0),
+                     I(0x85, 0, 0, 0, rnd.choice([132, 133]))]
+        elif k < 0.945:  # a helper filling a stack buffer
+            prog += [I(0xBF, 1, 10), I(0x07, 1, 0, 0, rnd.choice([-16, -32, -8, -520])),
+                     I(0xB7, 2, 0, 0, rnd.choice([16, 32, 0, 8])), I(0xB7, 3, 0, 0, 0),
+                     I(0x85, 0, 0, 0, rnd.choice([113, 115, 16]))]
+        elif k < 0.955:  # packet bounds idiom (meaningful for XDP)
+            n_ = rnd.choice([4, 14, 20])
+            prog += [I(0x61, 2, 1, 0), I(0x61, 3, 1, 4), I(0xBF, 4, 2), I(0x07, 4, 0, 0, n_),
+                     I(0x2D, 4, 3, 1, 0), I(0x71, 0, 2, rnd.choice([0, n_ - 1, n_]))]
         elif k < 0.96:  # a counted loop around a little arithmetic
             body = [I(0x07 | rnd.choice([0x00, 0x20, 0xA0]), 0, 0, 0, imm()) for _ in range(rnd.randint(0, 2))]
             prog += [I(0xB7, 6, 0, 0, 0)] + body + [I(0x07, 6, 0, 0, 1),

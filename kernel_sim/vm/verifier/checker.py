@@ -107,6 +107,10 @@ MAP_HELPERS = {
 }
 
 
+STR_HELPERS = frozenset({int(HP.H.probe_read_str), int(HP.H.probe_read_kernel_str),
+                         int(HP.H.probe_read_user_str), int(HP.H.get_stack)})
+
+
 class Reject(Exception):
     """A verification failure: errno and the message line(s) Linux prints."""
 
@@ -206,8 +210,6 @@ class Checker:
                 parts.append(f"{name}={chars}")
         if refs:
             parts.append("refs=" + ",".join(str(r) for r in refs))
-        if frame.frameno and len(parts) == 1:
-            return ""
         return " ".join(parts)
 
     def print_insn_state(self, state: State, idx: int) -> None:
@@ -215,15 +217,14 @@ class Checker:
         text = self.fmt_state(frame, False, state.refs)
         self.scratched_regs = 0
         self.scratched_slots = set()
-        if not text:
-            return
+        text = " " + text if text else ""
         if self.insn_line_end == len(self.out) and self.out:
             line = self.out[-1].rstrip("\n")
             pos = len(line) + 1
             pad = (max(pos + 4, 40) + 7) // 8 * 8 - pos - 1  # vlog_alignment()
-            self.out[-1] = line + " " * pad + "; " + text + "\n"
+            self.out[-1] = line + " " * pad + ";" + text + "\n"
         else:
-            self.verbose(f"{idx}: {text}\n")
+            self.verbose(f"{idx}:{text}\n")
 
     # -- ids and helpers ------------------------------------------------------------------------
     def new_id(self) -> int:
@@ -518,16 +519,14 @@ class Checker:
                     self.set_reg(state, ins.dst, scalar(b.zext()))
                     return
                 if is64:
-                    if src.type == SCALAR and not src.b.is_const and not src.id:
-                        src.id = self.new_id()
+                    self.id_before_mov(src)
                     self.set_reg(state, ins.dst, src.copy())
                     return
                 if src.type != SCALAR:
                     self.set_reg(state, ins.dst, scalar(B.urange(0, B.T.U32)))
                     return
                 if src.b.umax <= B.T.U32:
-                    if not src.b.is_const and not src.id:
-                        src.id = self.new_id()
+                    self.id_before_mov(src)
                     self.set_reg(state, ins.dst, src.copy())
                     return
                 self.set_reg(state, ins.dst, scalar(src.b.sub32().zext()))
@@ -565,7 +564,22 @@ class Checker:
             nb = B.alu(op, dst.b, src.b, ins.off == 1)
         else:
             nb = B.alu(op, dst.b.sub32(), src.b.sub32(), ins.off == 1).zext()
-        self.set_reg(state, ins.dst, scalar(nb))
+        out = scalar(nb)
+        if is64 and op in (0x00, 0x10) and dst.id and not dst.addc and src.b.is_const:
+            # "rX = rY; rX += k" stays linked to rY (Linux's BPF_ADD_CONST), once
+            k = _s(src.b.const)
+            if -(1 << 31) <= k < (1 << 31) and not (op == 0x10 and k == -(1 << 31)):
+                out.id, out.addc, out.delta = dst.id, True, (k if op == 0x00 else -k)
+        self.set_reg(state, ins.dst, out)
+
+    def id_before_mov(self, src: Reg) -> None:
+        """assign_scalar_id_before_mov(): a copied scalar shares an id with its source."""
+        if src.type != SCALAR:
+            return
+        if src.addc:
+            src.id, src.addc, src.delta = 0, False, 0
+        if not src.id and not src.b.is_const:
+            src.id = self.new_id()
 
     def ptr_alu(self, state: State, ins: Insn, op: int, is64: bool, dst: Reg, src: Reg) -> Reg:
         d = ins.dst
@@ -977,14 +991,14 @@ class Checker:
     def update_scalar(self, state: State, regno: int, b: B.Bounds) -> None:
         r = state.cur.regs[regno]
         r.b = b
-        if r.id:
+        if r.id:  # sync_linked_regs(): copies share the range, "rX = rY + k" ones shifted by k
             for other in state.all_regs():
-                if other is not r and other.type == SCALAR and other.id == r.id:
+                if other is r or other.type != SCALAR or other.id != r.id:
+                    continue
+                if other.delta == r.delta and other.addc == r.addc:
                     other.b = b
-            for f in state.frames:
-                for start, (size, sr) in f.spills.items():
-                    if sr.type == SCALAR and sr.id == r.id:
-                        f.spills[start] = (size, _with_bounds(sr, b))
+                else:
+                    other.b = B.alu(0x00, b, B.const(other.delta - r.delta))
 
     def mark_null(self, state: State, pid: int, is_null: bool) -> None:
         if not pid:
@@ -1004,8 +1018,7 @@ class Checker:
             return const_scalar(0)
         n = r.copy()
         n.null = False
-        if not n.ref:
-            n.id = 0
+        n.id = 0
         return n
 
     def pkt_compare(self, state: State, op: int, dst: Reg, src: Reg, holds: bool) -> None:
@@ -1026,6 +1039,11 @@ class Checker:
             safe = pkt.off
         elif cmp == B.JLT and holds:
             safe = pkt.off - 1
+        if pkt.type == PTR_TO_PACKET:  # mark_pkt_end(): the compared pointer is at or past the end
+            if (cmp == B.JGT and holds) or (cmp == B.JLE and not holds):
+                pkt.rng = -2  # BEYOND_PKT_END
+            elif (cmp == B.JGE and holds) or (cmp == B.JLT and not holds):
+                pkt.rng = -1  # AT_PKT_END
         if safe is None or safe <= 0 or not pkt.b.is_const and pkt.b.umax >= MAX_VAR_OFF:
             return
         for r in list(state.all_regs()):
@@ -1062,7 +1080,8 @@ class Checker:
                 f.regs[r] = a
         state.frames.append(f)
         if self.trace:
-            self.verbose(f"caller:\n {self.fmt_state(caller, True)}\ncallee:\n {self.fmt_state(f, True)}\n")
+            self.verbose(f"caller:\n {self.fmt_state(caller, True, state.refs)}\ncallee:\n "
+                         f"{self.fmt_state(f, True, state.refs)}\n")
             self.insn_line_end = -1
         self.scratched_regs = (1 << 11) - 1
         return target
@@ -1083,8 +1102,8 @@ class Checker:
                 raise _PathDone()
             state.cur.regs[0] = r0
             if self.trace:
-                self.verbose(f"returning from callee:\n {self.fmt_state(callee, True)}\nto caller at "
-                             f"{callee.callsite + 1}:\n {self.fmt_state(state.cur, True)}\n")
+                self.verbose(f"returning from callee:\n {self.fmt_state(callee, True, state.refs)}\nto caller at "
+                             f"{callee.callsite + 1}:\n {self.fmt_state(state.cur, True, state.refs)}\n")
                 self.insn_line_end = -1
             self.scratched_regs = 0
             return callee.callsite + 1
@@ -1160,6 +1179,9 @@ class Checker:
             self.new_id()
             ret.id = ret.ref = self.new_id()
             state.refs[ret.id] = idx
+        if func_id in STR_HELPERS and "size_max" in meta:
+            # do_refine_retval_range(): a negative errno or at most the buffer's size
+            ret = scalar(B.sync(B.unknown()._replace(smin=-4095, smax=meta["size_max"])))
         if func_id == int(HP.H.get_smp_processor_id):
             ret = scalar(B.urange(0, max(self.ncpus, 1) - 1))  # Linux bounds it by nr_cpu_ids
         rel = meta.get("release")
@@ -1270,15 +1292,14 @@ class Checker:
             raise Reject(errno.EACCES, f"R{regno} invalid zero-sized read: u64=[{b.umin},{b.umax}]\n")
         if b.umax >= MAX_VAR_OFF:
             raise Reject(errno.EACCES, f"R{regno} unbounded memory access, use 'var &= const' or 'if (var < const)'\n")
-        if mem is None or b.umax == 0:
+        meta["size_max"] = b.umax
+        if mem is None:
             return
         mregno, mreg, write = mem
         self.helper_mem(state, mregno, state.cur.regs[mregno], b.umax, write)
 
     def helper_mem(self, state: State, regno: int, reg: Reg, size: int, write: bool) -> None:
-        """Check (and for a write, initialise) ``size`` bytes at R``regno`` for a helper."""
-        if size == 0:
-            return
+        """Check (and for a write, initialise) ``size`` bytes at R``regno`` for a helper (size 0: the bounds)."""
         t = reg.type
         if t == PTR_TO_STACK:
             frame = self.frame_of(state, reg)
@@ -1286,15 +1307,18 @@ class Checker:
             lo = reg.off + reg.b.smin
             hi = reg.off + reg.b.smax
             if lo < -MAX_STACK or hi + size > 0:
+                code = errno.EACCES if lo < -MAX_STACK else errno.EINVAL  # Linux: EINVAL past the frame's top
                 if reg.b.is_const:
-                    raise Reject(errno.EACCES, f"invalid{what} stack R{regno} off={lo} size={size}\n")
-                raise Reject(errno.EACCES, f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
-                                           f"off={reg.off} size={size}\n")
+                    raise Reject(code, f"invalid{what} stack R{regno} off={lo} size={size}\n")
+                raise Reject(code, f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
+                                   f"off={reg.off} size={size}\n")
             self.note_depth(frame, -lo)
             if write:
                 for p in range(lo + MAX_STACK, hi + size + MAX_STACK):
                     self.drop_spill_at(frame, p)
                     frame.slots[p] = STACK_MISC
+                    if frame is state.cur:
+                        self.scratched_slots.add(p & ~7)
             else:
                 for p in range(lo + MAX_STACK, hi + size + MAX_STACK):
                     if frame.slots[p] == STACK_INVALID:

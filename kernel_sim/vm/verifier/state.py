@@ -35,7 +35,8 @@ ZERO = B.const(0)
 
 
 class Reg:
-    __slots__ = ("type", "null", "off", "b", "id", "ref", "map", "mem_size", "rng", "frame", "ringbuf", "subprog")
+    __slots__ = ("type", "null", "off", "b", "id", "ref", "map", "mem_size", "rng", "frame", "ringbuf", "subprog",
+                 "addc", "delta")
 
     def __init__(self, type: str = NOT_INIT, b: Bounds = ZERO, off: int = 0) -> None:
         self.type = type
@@ -50,6 +51,8 @@ class Reg:
         self.frame = 0
         self.ringbuf = False
         self.subprog = 0
+        self.addc = False  # scalar linked to its id's others plus ``delta`` (Linux's BPF_ADD_CONST)
+        self.delta = 0
 
     def copy(self) -> Reg:
         r = Reg.__new__(Reg)
@@ -71,18 +74,19 @@ class Reg:
     def loop_key(self) -> tuple:
         """Everything but the ids: what must repeat for a path to be going round in circles."""
         return (self.type, self.null, self.off, self.b, id(self.map), self.mem_size, self.rng, self.frame,
-                self.ringbuf, self.subprog)
+                self.ringbuf, self.subprog, self.addc, self.delta)
 
     def key(self) -> tuple:
         return (self.type, self.null, self.off, self.b, self.id, self.ref, id(self.map), self.mem_size, self.rng,
-                self.frame, self.ringbuf, self.subprog)
+                self.frame, self.ringbuf, self.addc, self.delta, self.subprog)
 
     def fmt(self, frameno: int | None = None) -> str:
         """Linux's print of the register; a stack pointer into another frame shows that frame."""
         if self.type == SCALAR:
             text = B.fmt_scalar(self.b)
             if self.id and text.startswith("scalar("):
-                text = f"scalar(id={self.id}" + ("," if text != "scalar()" else "") + text[len("scalar("):]
+                ident = f"{self.id}{self.delta:+d}" if self.addc else str(self.id)
+                text = f"scalar(id={ident}" + ("," if text != "scalar()" else "") + text[len("scalar("):]
             return text
         if self.type == PTR_TO_STACK:
             fp = "fp" if frameno is None or frameno == self.frame else f"fp[{self.frame}]"
@@ -100,7 +104,7 @@ class Reg:
         if self.off:
             extra.append(f"off={self.off}")
         if self.type == PTR_TO_PACKET:
-            extra.append(f"r={self.rng}")
+            extra.append(f"r={self.rng}" if self.rng >= 0 else f"r=0x{self.rng & (2**64 - 1):x}")
         if self.type == PTR_TO_MEM:
             extra.append(f"sz={self.mem_size}")
         if not self.b.is_const:
@@ -188,7 +192,7 @@ def _reg_covers(old: Reg, cur: Reg, idmap: dict, exact: bool) -> bool:
     if old.type != cur.type:
         return False
     if old.type == SCALAR:
-        if not old.b.contains(cur.b):
+        if not old.b.contains(cur.b) or (old.addc, old.delta) != (cur.addc, cur.delta):
             return False
         return _check_ids(old.id, cur.id, idmap)
     if old.null != cur.null or old.off != cur.off or old.map is not cur.map or old.ringbuf != cur.ringbuf:

@@ -168,8 +168,10 @@ def _check_cfg(insns: list[Insn], st: Structure) -> None:
             st.prune_points.add(jump_target(i, ins))
             if is_cond_jump(ins):
                 st.prune_points.add(i)
-        if is_pseudo_call(ins):
-            st.prune_points.add(i)
+        if ins.code == 0x85:  # after any call (visit_func_call_insn), and a bpf-to-bpf call itself
+            st.prune_points.add(i + 1)
+            if is_pseudo_call(ins):
+                st.prune_points.add(i)
         for t in succ:
             if 0 <= t < n and not seen[t]:
                 seen[t] = 1
