@@ -8,6 +8,11 @@ call leaves r1-r5 unchanged (the verifier makes them unreadable anyway); a bpf-t
 (src=1) gets its own 512-byte frame and the callee cannot disturb the caller's r6-r9 / r10;
 callx (0x8d) calls the helper whose id is in the dst register; memory is addressed through
 ``vm.regions`` and any bad access raises VmFault(pc, addr, size).
+
+Two behaviours only this engine has so far (the JIT is used for a program only when it can):
+LD_ABS / LD_IND (``ld_packet``; JitEngine.SUPPORTS_LD_ABS opts in), and a tail call made from
+a subprogram, whose target replaces that subprogram and returns to its caller (as Linux's
+x86-64 JIT does). Unverified code (``bpfload vm exec``) is bounded by ``run.max_insns``.
 """
 
 from __future__ import annotations
