@@ -44,12 +44,26 @@ def uses_ld_abs(vmprog: VmProgram) -> bool:
     return any(i.code & 0x07 == 0 and i.code & 0xE0 in (0x20, 0x40) for i in vmprog.insns)
 
 
+def uses_subprog_tail_call(vmprog: VmProgram) -> bool:
+    """A bpf_tail_call outside the main function (its target returns to the subprogram's caller)."""
+    main_end = next((e for e in vmprog.subprogs if e > 0), len(vmprog.insns))
+    return any(i.code == 0x85 and i.src == 0 and i.imm == 12 for i in vmprog.insns[main_end:])
+
+
+def jit_can_run(cls, vmprog: VmProgram) -> bool:
+    """Whether the JIT implements everything ``vmprog`` uses (it declares the optional parts)."""
+    if uses_ld_abs(vmprog) and not getattr(cls, "SUPPORTS_LD_ABS", False):
+        return False
+    return not (uses_subprog_tail_call(vmprog) and not getattr(cls, "SUPPORTS_SUBPROG_TAIL_CALL", False))
+
+
 def make_vm_engine(vmprog: VmProgram, kind: str):
     """An engine for ``vmprog``: "jit" falls back to the interpreter when there is no JIT, or when
-    the program uses LD_ABS / LD_IND and the JIT does not declare ``SUPPORTS_LD_ABS``."""
+    the program uses what the JIT does not declare: LD_ABS / LD_IND (``SUPPORTS_LD_ABS``), tail
+    calls from subprograms (``SUPPORTS_SUBPROG_TAIL_CALL``)."""
     if kind == "jit":
         cls = jit_class()
-        if cls is not None and (getattr(cls, "SUPPORTS_LD_ABS", False) or not uses_ld_abs(vmprog)):
+        if cls is not None and jit_can_run(cls, vmprog):
             try:
                 return cls(vmprog)
             except Exception as e:  # noqa: BLE001 - a JIT bug must not fail PROG_LOAD: interpret instead
