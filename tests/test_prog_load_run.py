@@ -331,3 +331,19 @@ def test_a_jit_that_fails_to_compile_falls_back_to_the_interpreter(monkeypatch, 
     assert isinstance(sys.task.files.get(fd).prog.engine.vm_engine, Interpreter)
     assert "JIT failed" in caplog.text
     assert test_run(sys, fd, PKT).retval == 42
+
+
+@pytest.mark.parametrize("case, expect", [
+    ({}, (0, 0, 64)),
+    ({"repeat": 3}, (0, 0, 64)),
+    ({"batch_size": 256}, (0, 0, 64)),
+    ({"batch_size": 257}, (-errno.E2BIG, 0, 0)),
+    ({"ctx": bytes(24)}, (-errno.EINVAL, 0, 0)),
+    ({"ctx": struct.pack("<6I", 0, 64, 0, 0, 0, 0)}, (0, 0, 64)),
+    ({"ctx": struct.pack("<6I", 0, 64, 0, 0, 0, 0), "ctx_out": 24}, (-errno.EINVAL, 0, 0)),
+])
+def test_xdp_live_frames(bpf_kernel, case, expect):
+    """BPF_F_TEST_XDP_LIVE_FRAMES: the frames are sent on, so no retval comes back."""
+    fd = load(bpf_kernel, ProgType.XDP, R42)
+    r = test_run(bpf_kernel, fd, PKT, flags=2, **case)
+    assert (r.err, r.retval, r.data_size_out) == expect

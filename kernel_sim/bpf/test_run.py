@@ -16,7 +16,8 @@ What Linux 6.18 does and this module mirrors (errnos measured on the real kernel
   bytes), flags other than LIVE_FRAMES -> EINVAL, batch_size without live frames -> EINVAL;
   xdp_md ctx_in: data_meta and egress_ifindex must be 0, data (metadata length) a multiple of 4
   and <= data_end <= size, rx_queue_index needs ingress_ifindex (1 only; others ENODEV).
-  Live-frames mode runs the program and reports nothing (no retval), as Linux answers.
+  Live-frames mode (batch_size <= 256, else E2BIG) runs each repetition on its own copy of the
+  frame and reports retval 0 and the input size, as Linux answers; frames go nowhere.
 - raw tracepoint: ctx only (<= 96 bytes, >= the program's furthest ctx access), no data,
   ctx_out, repeat or duration; BPF_F_TEST_RUN_ON_CPU picks the CPU (ENXIO past the last one).
 - syscall: ctx only (<= 65535 bytes, >= the furthest access); the ctx is written back to ctx_in.
@@ -47,6 +48,7 @@ XDP_MAX_DATA = XDP_MAX_LINEAR + 17 * PAGE_SIZE  # + MAX_SKB_FRAGS pages of frags
 XDP_PACKET_HEADROOM = 256
 XDP_TAILROOM = 320
 RAW_TP_MAX_CTX = 12 * 8   # MAX_BPF_FUNC_ARGS u64s
+TEST_XDP_MAX_BATCH = 256
 U32 = 0xFFFFFFFF
 
 _SKB_TYPES = {ProgType.SOCKET_FILTER, ProgType.SCHED_CLS, ProgType.SCHED_ACT, ProgType.CGROUP_SKB,
@@ -238,6 +240,8 @@ def _run_xdp(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
     live = bool(a.flags & BPF_F_TEST_XDP_LIVE_FRAMES)
     if a.flags & ~BPF_F_TEST_XDP_LIVE_FRAMES or (a.batch_size and not live):
         raise oserror(errno.EINVAL)
+    if live and a.batch_size > TEST_XDP_MAX_BATCH:
+        raise oserror(errno.E2BIG)
     ctx_user = _ctx_init(a, XDP_MD_SIZE)
     packet = _data_init(a, XDP_MAX_DATA, errno.ENOMEM)  # out of frags: ENOMEM, as Linux
     meta, end = 0, len(packet)
@@ -252,6 +256,8 @@ def _run_xdp(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
         if rxq:
             raise oserror(errno.EINVAL)  # lo has one rx queue
         meta, end = data, data_end
+        if live and end - meta < ETH_HLEN:
+            raise oserror(errno.EINVAL)
     # The frame: XDP_PACKET_HEADROOM, the data (metadata first), the tailroom; a packet longer
     # than one page's worth keeps its tail contiguous here but invisible (Linux's frags).
     frags = len(packet) - meta > XDP_MAX_LINEAR
@@ -282,13 +288,16 @@ def _run_xdp(kernel, prog, a: TestRunAttr, attr: memoryview) -> int:
 
     def run_once(run, r1):
         retval = engine.execute(run, r1)
+        if live:
+            return retval  # the next frame starts afresh
         base = state["base"]
         data, data_end, data_meta = struct.unpack_from("<QQQ", ctx, XDP_MD_SIZE)
         state["ptrs"] = (data - base, data_end - base, data_meta - base)
         return retval
 
     retval, duration = _repeat(engine, a, start_run, run_once)
-    if live:
+    if live:  # every run had its own copy of the frame; nothing comes back but the sizes
+        _finish(a, attr, bytes(packet), len(packet), 0, duration)
         return 0
     data, data_end, data_meta = state["ptrs"]
     out = bytes(frame[data_meta:data_end + hidden_tail])
