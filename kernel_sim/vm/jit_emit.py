@@ -71,7 +71,6 @@ _SUFFIX = {1: "8", 2: "16", 4: "32", 8: "64"}
 _CMP = {BPF_JEQ: "==", BPF_JNE: "!=", BPF_JGT: ">", BPF_JGE: ">=", BPF_JLT: "<", BPF_JLE: "<=",
         BPF_JSGT: ">", BPF_JSGE: ">=", BPF_JSLT: "<", BPF_JSLE: "<="}
 _SIGNED = {BPF_JSGT, BPF_JSGE, BPF_JSLT, BPF_JSLE}
-_INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 ALL64 = (64,) * 11
 
 
