@@ -347,3 +347,11 @@ def test_xdp_live_frames(bpf_kernel, case, expect):
     fd = load(bpf_kernel, ProgType.XDP, R42)
     r = test_run(bpf_kernel, fd, PKT, flags=2, **case)
     assert (r.err, r.retval, r.data_size_out) == expect
+
+
+def test_cgroup_skb_sees_l3_like_a_socket_filter(bpf_kernel):
+    """cgroup_skb programs run on the skb from the network header: len = size - 14."""
+    prog = [ldx(W, 2, 1, 0), mov64(0, imm=0), asm.jmp(0x50, 2, imm=50, off=1), mov64(0, imm=1), exit_()]
+    fd = load(bpf_kernel, ProgType.CGROUP_SKB, prog)
+    r = test_run(bpf_kernel, fd, PKT, data_out=64)
+    assert (r.err, r.retval, r.data) == (0, 1, bytes(14) + PKT[14:])
