@@ -43,7 +43,8 @@ def test_all_programs_present() -> None:
     assert len(CASES) == 313
 
 
-@pytest.mark.parametrize("options", [{}, {"loop_guard": False}, {"count": True}], ids=["default", "noguard", "count"])
+@pytest.mark.parametrize("options", [{}, {"loop_guard": False}, {"count": True}, {"structured": False}],
+                         ids=["default", "noguard", "count", "dispatch"])
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_conformance_on_jit(case: dict, options: dict) -> None:
     r0, _, _ = run_jit(decode(bytes.fromhex(case["insns"])), bytes.fromhex(case["mem"]), **options)

@@ -210,9 +210,9 @@ def execute_both_ways(insns: list[Insn], engine_cls) -> tuple:
     return result, bytes(stack), trace
 
 
-def _same(insns: list[Insn]) -> None:
+def _same(insns: list[Insn], jit=JitEngine) -> None:
     want = execute_both_ways(insns, Interpreter)
-    got = execute_both_ways(insns, JitEngine)
+    got = execute_both_ways(insns, jit)
     assert got[0] == want[0]
     assert got[2] == want[2]
     assert got[1] == want[1]
@@ -222,6 +222,13 @@ def _same(insns: list[Insn]) -> None:
 @given(programs())
 def test_jit_matches_interpreter(insns: list[Insn]) -> None:
     _same(insns)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(programs())
+def test_dispatch_fallback_matches_interpreter(insns: list[Insn]) -> None:
+    """The block-dispatch layout (irreducible or too deeply nested code) on the same programs."""
+    _same(insns, lambda prog: JitEngine(prog, structured=False))
 
 
 def test_generated_programs_do_fault_and_call_helpers() -> None:

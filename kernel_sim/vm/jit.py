@@ -122,8 +122,9 @@ class JitEngine:
     SUPPORTS_LD_ABS = True   # LD_ABS / LD_IND go through the interpreter's ld_packet
 
     def __init__(self, program: VmProgram, *, count: bool = False, loop_guard: bool = True,
-                 max_loop_iterations: int | None = None) -> None:
+                 max_loop_iterations: int | None = None, structured: bool = True) -> None:
         self.program = program
+        self.structured = structured    # False: every function as a block dispatcher (tests)
         self.count = count
         self.loop_guard = loop_guard
         self.insns: list[Insn] = list(program.insns)
@@ -274,7 +275,7 @@ class JitEngine:
                 return []
             return [(0, "else:", x), (1, f"raise _VmFault({x}, 0, 0, 'run (loop bound exceeded)')", x)]
 
-        dispatch = dispatch or not g.reducible
+        dispatch = dispatch or not g.reducible or not self.structured
         if not dispatch:
             if len(g.blocks) > 150:   # the emitter recurses along the dominator tree
                 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(g.blocks) + 1000))
