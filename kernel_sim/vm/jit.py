@@ -3,9 +3,10 @@
 Why Python source: CPython runs a straight-line function over local variables an order of
 magnitude faster than an interpreter loop that decodes instructions and indexes a register
 list. So registers are locals r0..r10, each BPF function (per call depth, so that r10 and
-every r10-relative stack offset are constants) is one ``def``, loops are ``while True`` and
-forward branches are ``if``/``else`` (jit_struct.py), masks are dropped where a bit-width
-analysis proves them useless (jit_emit.py).
+every r10-relative stack offset are constants) is one ``def``, loops are Python loops and
+forward branches are ``if``/``else`` (jit_struct.py; a block dispatcher only for irreducible
+graphs or nesting CPython cannot compile), masks are dropped where a bit-width analysis
+proves them useless (jit_emit.py), and ``r1 = r2; r1 += 3`` folds into one statement.
 
 Semantics are the interpreter's (interpreter.py, alu.py): same r0, same memory, same helper
 calls (through ``run.call_helper``), same VmFault pc. Memory faults are not checked inline:
