@@ -466,3 +466,20 @@ def test_current_comm_and_uid(bpf_kernel):
         comm, gid = bpf_kernel.task.comm.encode(), bpf_kernel.task.gid
     assert r.retval == gid << 8
     assert map_lookup(bpf_kernel, out, struct.pack("<I", 0), 16) == comm[:15].ljust(16, b"\0")
+
+
+@pytest.mark.parametrize("flags, user", [(0, False), (1 << 8, True)])
+def test_get_stackid_stores_the_probed_ip(sim, flags, user):
+    """A kprobe's stack in the simulated kernel is its pt_regs ip; user stacks do not exist."""
+    from kernel_sim.uapi.ptrace import PT_REGS
+
+    stacks = map_create(sim, MapType.STACK_TRACE, 4, 8 * 4, 16)
+    prog = [map_fd(2, stacks), mov64(3, imm=flags), call(H.get_stackid), exit_()]
+    fd = load(sim, ProgType.KPROBE, prog)
+    regs = PT_REGS["x86_64"](rip=0xFFFFFFFF81234567)
+    r0 = sim.task.files.get(fd).prog.run_ctx(bytes(regs))
+    if user:
+        assert r0 == (-errno.EFAULT) & U64
+        return
+    assert 0 <= r0 < 16
+    assert map_lookup(sim, stacks, struct.pack("<I", r0), 32) == struct.pack("<QQQQ", 0xFFFFFFFF81234567, 0, 0, 0)

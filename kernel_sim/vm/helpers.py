@@ -325,13 +325,37 @@ def perf_event_output(run, ctx, map_addr, flags, data_addr, size) -> int:
     return _ret(out(run.cpu, flags, data))
 
 
+BPF_F_USER_STACK = 1 << 8
+
+
+def _stack_ips(run, ctx: int, user: bool) -> list[int]:
+    """The simple stack the simulated kernel knows: the probed instruction (pt_regs' ip for
+    kprobe / perf_event programs) and the traced function's address (get_func_ip). There are
+    no deeper kernel frames and no user stacks (an empty stack: the map answers -EFAULT)."""
+    from ..uapi.bpf_enums import ProgType
+    from ..uapi.ptrace import IP_REG, PT_REGS
+
+    if user:
+        return []
+    ips: list[int] = []
+    if run.prog_type in (ProgType.KPROBE, ProgType.PERF_EVENT) and run.kernel is not None:
+        regs = PT_REGS.get(run.kernel.arch)
+        field = getattr(regs, IP_REG.get(run.kernel.arch, ""), None) if regs is not None else None
+        raw = read_kernel(run, ctx + field.offset, 8) if field is not None else None
+        if raw is not None and int.from_bytes(raw, "little"):
+            ips.append(int.from_bytes(raw, "little"))
+    if run.func_ip and run.func_ip not in ips:
+        ips.append(run.func_ip)
+    return ips
+
+
 def get_stackid(run, ctx, map_addr, flags, r4, r5) -> int:
-    """A one-frame stack (the probed function) stored in a stack-trace map that supports it."""
+    """The id of the (simple, see _stack_ips) stack in a stack-trace map."""
     m = _map(run, map_addr)
     store = getattr(m, "prog_store_stack", None)
     if store is None:
-        return neg(errno.EFAULT)
-    return _ret(store([run.func_ip], flags))
+        return neg(errno.EINVAL)
+    return _ret(store(_stack_ips(run, ctx, bool(flags & BPF_F_USER_STACK)), flags))
 
 
 def ringbuf_output(run, map_addr, data_addr, size, flags, r5) -> int:
