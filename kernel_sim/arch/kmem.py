@@ -43,29 +43,36 @@ class Region:
 
 class KernelMemory:
     def __init__(self) -> None:
-        self.regions: list[Region] = []
-        self._bases: list[int] = []
+        self._index: tuple[list[int], list[Region]] = ([], [])  # sorted bases, their regions
         self._lock = threading.Lock()
         self._last = Region("none", 0, 0, write=False, exec_=False)  # the region found last time
         self.generation = 0  # bumped by every write to executable memory (translation caches check it)
 
     def add(self, name: str, base: int, size: int, *, write: bool, exec_: bool) -> Region:
+        """Map a region. The (bases, regions) index is replaced in one assignment, never edited in
+        place: a CPU looking an address up meanwhile sees the old index or the new, never a mix
+        (inserting into two lists one after the other let a lookup pair a base with the wrong region)."""
         region = Region(name, base, size, write=write, exec_=exec_)
         with self._lock:
-            i = bisect.bisect(self._bases, base)
-            if (i and self.regions[i - 1].end > base) or (i < len(self.regions) and self.regions[i].base < region.end):
+            bases, regions = self._index
+            i = bisect.bisect(bases, base)
+            if (i and regions[i - 1].end > base) or (i < len(regions) and regions[i].base < region.end):
                 raise ValueError(f"region {name} overlaps another")
-            self.regions.insert(i, region)
-            self._bases.insert(i, base)
+            self._index = (bases[:i] + [base] + bases[i:], regions[:i] + [region] + regions[i:])
         return region
+
+    @property
+    def regions(self) -> list[Region]:
+        return self._index[1]
 
     def region_of(self, addr: int, n: int = 1) -> Region:
         last = self._last
         if last.base <= addr and addr + n <= last.end:
             return last
-        i = bisect.bisect(self._bases, addr) - 1
+        bases, regions = self._index
+        i = bisect.bisect(bases, addr) - 1
         if i >= 0:
-            region = self.regions[i]
+            region = regions[i]
             if addr + n <= region.end:
                 self._last = region
                 return region

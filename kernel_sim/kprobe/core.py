@@ -18,6 +18,11 @@ of stepped out of line — running them in a slot would compute the wrong target
 address (Linux simulates them too); the post-handlers then run at once.
 Several probes on one address share the point and run in registration order, each with its own
 enable flag; the last unregister restores the original instruction.
+
+The handlers take no lock. A CPU is inside an RCU read-side section (rcu.py) from the break to
+the trap that ends the out-of-line step; the last unregister at an address disarms and unlinks
+the point at once but frees its slot only after a grace period, as Linux's unregister_kprobe
+does (synchronize_rcu before free_insn_slot) — a CPU already sent to the slot finishes there.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Protocol
 
 from ..arch import Arch, Insn, Trapframe
 from ..arch.kmem import KernelMemory
+from .rcu import Rcu
 
 
 class CallBackFunc(Protocol):
@@ -96,7 +102,12 @@ class KprobeBuilder:
 
 
 class KprobePoint:
-    """A patched address: the saved instruction, its slot, the break that replaced it."""
+    """A patched address: the saved instruction, its slot, the break that replaced it.
+
+    ``probes`` is replaced, never mutated (a CPU iterating it while another registers or
+    unregisters sees one consistent list, as Linux's RCU-protected aggr kprobe list).
+    The slot lives until ``release``, which the manager runs only after a grace period.
+    """
 
     def __init__(self, arch: Arch, aux: KprobeAuxiliaryOps, addr: int, original: bytes, insn: Insn) -> None:
         self.arch = arch
@@ -105,6 +116,7 @@ class KprobePoint:
         self.insn = insn
         self.original = bytes(original[: insn.length])
         self.simulate = insn.kind in ("call", "jump", "ret")
+        self.probes: tuple[Kprobe, ...] = ()
         self.slot = 0
         self.slot_size = 0
         if not self.simulate:
@@ -117,6 +129,7 @@ class KprobePoint:
         self.debug_address = self.slot + insn.length if self.slot else 0
         self.brk = arch.break_insn(insn.length)
         self.armed = False
+        self.released = False
 
     def arm(self) -> None:
         self.aux.write_text(self.addr, self.brk)
@@ -127,11 +140,12 @@ class KprobePoint:
         self.armed = False
 
     def release(self) -> None:
+        """Free the slot. Only after a grace period: a CPU may be stepping it until then."""
         if self.armed:
             self.disarm()
-        if self.slot:
+        if self.slot and not self.released:
             self.aux.dealloc_executable_memory(self.slot, self.slot_size)
-            self.slot = 0
+        self.released = True
 
 
 class KprobePointList(dict):
@@ -139,7 +153,11 @@ class KprobePointList(dict):
 
 
 class KprobeManager:
-    """break_list / debug_list: address -> probes; registration; the trap handlers.
+    """break_list: address -> probes; registration; the trap handlers.
+
+    The trap handlers take no lock: they run inside an RCU read-side section (``self.rcu``)
+    from the break to the end of the out-of-line step, and unregistering frees a point's slot
+    only after a grace period, so no CPU can be sent into a freed (or reused) slot.
 
     ``trap_log`` (a list, or None for no recording) receives (event, address) tuples so tests
     can assert the sequence: ("break", a), ("pre", a), ("slot", s), ("debug", d), ("post", a),
@@ -151,11 +169,10 @@ class KprobeManager:
         self.arch = arch
         self.mem = mem
         self.aux = aux
-        self.break_list: dict[int, list[Kprobe]] = {}
-        self.debug_list: dict[int, list[Kprobe]] = {}
+        self.break_list: dict[int, tuple[Kprobe, ...]] = {}
         self.points = KprobePointList()
-        self._debug_points: dict[int, KprobePoint] = {}
         self.lock = threading.RLock()
+        self.rcu = Rcu()
         self.trap_log: list[tuple[str, int]] | None = None
         self.on_arm = on_arm  # (address, +1 / -1): the kernel keeps its set of probed functions
         self.extra_break_handlers: dict[int, Callable[[Trapframe], bool]] = {}  # kretprobe trampoline
@@ -165,43 +182,44 @@ class KprobeManager:
     def register_kprobe(self, kprobe: Kprobe, original: bytes, insn: Insn) -> Kprobe:
         """Add a probe at kprobe.addr; the first one there patches the text (original: its insn bytes)."""
         with self.lock:
-            probes = self.break_list.get(kprobe.addr)
-            if probes is None:
+            point = self.points.get(kprobe.addr)
+            if point is None:
                 point = KprobePoint(self.arch, self.aux, kprobe.addr, original, insn)
-                self.points[kprobe.addr] = point
-                probes = []
-                if point.debug_address:
-                    self.debug_list[point.debug_address] = probes
-                    self._debug_points[point.debug_address] = point
-                self.break_list[kprobe.addr] = probes
-                probes.append(kprobe)
+                point.probes = (kprobe,)
+                self.break_list[kprobe.addr] = point.probes
+                self.points[kprobe.addr] = point  # published before the break is written
                 point.arm()
                 if self.on_arm:
                     self.on_arm(kprobe.addr, +1)
             else:
-                if kprobe in probes:
+                if kprobe in point.probes:
                     raise ValueError("kprobe registered twice")
-                probes.append(kprobe)
+                point.probes = point.probes + (kprobe,)
+                self.break_list[kprobe.addr] = point.probes
         return kprobe
 
     def unregister_kprobe(self, kprobe: Kprobe) -> None:
+        """Remove a probe; the last one at its address restores the text and retires the point.
+
+        As Linux: disarm and unlink now, free the slot after a grace period. From outside a
+        handler this waits for the grace period (synchronize_rcu); from inside one (a handler
+        unregistering a probe) the slot is freed when this CPU leaves its read-side section.
+        """
         with self.lock:
-            probes = self.break_list.get(kprobe.addr)
-            if probes is None or kprobe not in probes:
+            point = self.points.get(kprobe.addr)
+            if point is None or kprobe not in point.probes:
                 return
-            probes.remove(kprobe)
-            if probes:
+            point.probes = tuple(p for p in point.probes if p is not kprobe)
+            if point.probes:
+                self.break_list[kprobe.addr] = point.probes
                 return
-            point = self.points[kprobe.addr]
             point.disarm()  # first: a CPU that still hits the break finds it gone and retries
             del self.points[kprobe.addr]
             del self.break_list[kprobe.addr]
-            if point.debug_address:
-                self.debug_list.pop(point.debug_address, None)
-                self._debug_points.pop(point.debug_address, None)
-            point.release()
             if self.on_arm:
                 self.on_arm(kprobe.addr, -1)
+            self.rcu.call(point.release)
+        self.rcu.synchronize()  # outside the lock: a handler may be waiting for it
 
     # -- the handlers ------------------------------------------------------------------------------
     def _log(self, event: str, addr: int) -> None:
@@ -212,67 +230,84 @@ class KprobeManager:
         """The break trap: a probe's break (pre-handlers, then the out-of-line step) or, without
         single-step, the slot's second break (handed to kprobe_handler_from_debug)."""
         addr = frame.break_address()
-        probes = self.break_list.get(addr)
-        if probes is None:
-            extra = self.extra_break_handlers.get(addr)
-            if extra is not None:
-                return extra(frame)
-            if addr in self.debug_list or getattr(frame, "kprobe_ctl", None) is not None:
-                return self.kprobe_handler_from_debug(frame)
-            if not self._still_break(addr):
-                frame.update_pc(addr)  # the probe went away after we hit it: retry the instruction
+        ctl = frame.kprobe_ctl
+        if ctl is not None and addr == ctl.debug_address and not frame.single_step_capable:
+            return self.kprobe_handler_from_debug(frame)
+        rcu = self.rcu
+        rcu.read_lock()
+        stepping = False
+        try:
+            point = self.points.get(addr)
+            if point is None:
+                extra = self.extra_break_handlers.get(addr)
+                if extra is not None:
+                    return extra(frame)
+                if not self._still_break(addr):
+                    frame.update_pc(addr)  # the probe went away after we hit it: retry the instruction
+                    return True
+                return False
+            probes = point.probes
+            self._log("pre", addr)
+            if getattr(self._local, "active", False):
+                for p in probes:  # a probe hit inside a handler: counted, not run (Linux's nmissed)
+                    p.nmissed += 1
+            else:
+                self._local.active = True
+                try:
+                    for p in probes:
+                        if p.enabled:
+                            p.nhit += 1
+                            if p.pre_handler is not None:
+                                p.pre_handler(p, frame)
+                            if p.event_callback is not None:
+                                p.event_callback.call(frame)
+                finally:
+                    self._local.active = False
+            if point.simulate:
+                self._log("simulate", addr)
+                self.arch.run(frame, self.mem, point.original, addr)
+                self._post(point.probes, frame, addr)
                 return True
-            return False
-        point = self.points[addr]
-        self._log("pre", addr)
-        if getattr(self._local, "active", False):
-            for p in probes:  # a probe hit inside a handler: counted, not run (Linux's nmissed)
-                p.nmissed += 1
-        else:
-            self._local.active = True
-            try:
-                for p in probes:
-                    if p.enabled:
-                        p.nhit += 1
-                        if p.pre_handler is not None:
-                            p.pre_handler(p, frame)
-                        if p.event_callback is not None:
-                            p.event_callback.call(frame)
-            finally:
-                self._local.active = False
-        if point.simulate:
-            self._log("simulate", addr)
-            self.arch.run(frame, self.mem, point.original, addr)
-            self._post(probes, frame, addr)
+            self._log("slot", point.slot)
+            frame.kprobe_ctl = point  # Linux's per-CPU kprobe_ctlblk: the point being stepped
+            frame.update_pc(point.slot)
+            if frame.single_step_capable:
+                frame.set_single_step(True)
+            stepping = True  # the read-side section lasts until the step's trap
             return True
-        self._log("slot", point.slot)
-        frame.kprobe_ctl = point  # Linux's per-CPU kprobe_ctlblk: the point being stepped
-        frame.update_pc(point.slot)
-        if frame.single_step_capable:
-            frame.set_single_step(True)
-        return True
+        finally:
+            if not stepping:
+                rcu.read_unlock()
 
     def kprobe_handler_from_debug(self, frame: Trapframe) -> bool:
-        """The second trap (x86 debug / riscv, loongarch second break): post-handlers, resume."""
-        daddr = frame.debug_address()
-        point = self._debug_points.get(daddr)
-        probes = self.debug_list.get(daddr)
-        if point is None or probes is None:
-            # Unregistered while this CPU was stepping its slot: finish the step without handlers.
-            point = getattr(frame, "kprobe_ctl", None)
-            if point is None or point.debug_address != daddr:
-                return False
-            probes = []
+        """The second trap (x86 debug / riscv, loongarch second break): post-handlers, resume.
+
+        The point comes from the frame (Linux's kprobe_ctlblk), not from a lookup: it is still
+        valid even if it was unregistered while this CPU stepped its slot (it then has no
+        probes left, and its slot is not freed before this CPU leaves the read-side section).
+        """
+        point = frame.kprobe_ctl
+        if point is None or point.debug_address != frame.debug_address():
+            return False
         frame.kprobe_ctl = None
-        if frame.single_step_capable:
-            frame.set_single_step(False)
-        self._post(probes, frame, point.addr)
-        resume = point.addr + point.insn.length
-        self._log("resume", resume)
-        frame.update_pc(resume)
+        try:
+            if frame.single_step_capable:
+                frame.set_single_step(False)
+            self._post(point.probes, frame, point.addr)
+            resume = point.addr + point.insn.length
+            self._log("resume", resume)
+            frame.update_pc(resume)
+        finally:
+            self.rcu.read_unlock()
         return True
 
-    def _post(self, probes: list[Kprobe], frame: Trapframe, addr: int) -> None:
+    def abort_step(self, frame: Trapframe) -> None:
+        """The function died between the break and the step's trap: leave the read-side section."""
+        if frame.kprobe_ctl is not None:
+            frame.kprobe_ctl = None
+            self.rcu.read_unlock()
+
+    def _post(self, probes: tuple[Kprobe, ...], frame: Trapframe, addr: int) -> None:
         self._log("post", addr)
         if getattr(self._local, "active", False):
             return

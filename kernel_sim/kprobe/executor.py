@@ -103,6 +103,7 @@ class Executor:
                 raise KernelOops(f"function at {addr:#x} did not return")
         finally:
             self._local.sp = outer_sp
+            manager.abort_step(frame)  # died mid-step (an oops): leave the kprobe read-side section
             self.kretprobes.unwind(depth)
         if int_result:  # an int body: its value is what the return register holds now
             rv = frame.return_value
