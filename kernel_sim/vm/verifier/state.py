@@ -230,12 +230,15 @@ def _check_ids(a: int, b: int, idmap: dict) -> bool:
     return seen == b
 
 
-def frame_covers(old: Frame, cur: Frame, live: int, idmap: dict, exact: bool) -> bool:
+def frame_covers(old: Frame, cur: Frame, live: int, idmap: dict, exact: bool, loose: int = 0) -> bool:
     if old.subprog != cur.subprog or old.callsite != cur.callsite:
         return False
     for i in range(11):
         if exact or live >> i & 1:
-            if not _reg_covers(old.regs[i], cur.regs[i], idmap, exact):
+            o, c = old.regs[i], cur.regs[i]
+            if loose >> i & 1 and o.type == SCALAR and c.type == SCALAR:
+                continue  # imprecise: any scalar will do (see Checker.loose_mask)
+            if not _reg_covers(o, c, idmap, exact):
                 return False
     if exact:
         if old.slots != cur.slots or old.spills.keys() != cur.spills.keys():
@@ -274,7 +277,7 @@ def _spill_scalar_at(f: Frame, p: int, need_zero: bool) -> bool:
     return False
 
 
-def states_cover(old: State, cur: State, live_of, exact: bool = False) -> bool:
+def states_cover(old: State, cur: State, live_of, exact: bool = False, loose: int = 0) -> bool:
     """True when ``old`` (explored) admits ``cur``; ``live_of(frame_index)`` gives live register masks."""
     if len(old.frames) != len(cur.frames):
         return False
@@ -282,6 +285,6 @@ def states_cover(old: State, cur: State, live_of, exact: bool = False) -> bool:
         return False
     idmap: dict = {}
     for i, (of, cf) in enumerate(zip(old.frames, cur.frames, strict=True)):
-        if not frame_covers(of, cf, live_of(i), idmap, exact):
+        if not frame_covers(of, cf, live_of(i), idmap, exact, loose):
             return False
     return True

@@ -86,6 +86,7 @@ def is_cond_jump(ins: Insn) -> bool:
 class Structure:
     subprog_starts: list[int]  # sorted; [0, ...]
     prune_points: set[int] = field(default_factory=set)
+    loop_regs: int = 0  # registers compared by conditional jumps inside loops (bitmask)
     live_in: list[int] = field(default_factory=list)  # bitmask of live registers before each insn
 
     def subprog_of(self, idx: int) -> int:
@@ -137,7 +138,25 @@ def analyse(insns: list[Insn]) -> Structure:
     st = Structure(subs)
     _check_cfg(insns, st)
     st.live_in = _liveness(insns)
+    st.loop_regs = _loop_regs(insns)
     return st
+
+
+def _loop_regs(insns: list[Insn]) -> int:
+    """Operands of conditional jumps inside a back edge's span: what decides whether a loop ends."""
+    in_loop = bytearray(len(insns))
+    for i, ins in enumerate(insns):
+        if is_jump(ins):
+            t = jump_target(i, ins)
+            if t <= i:
+                in_loop[t:i + 1] = b"\1" * (i + 1 - t)
+    mask = 0
+    for i, ins in enumerate(insns):
+        if in_loop[i] and is_cond_jump(ins):
+            mask |= 1 << ins.dst
+            if ins.code & 0x08:
+                mask |= 1 << ins.src
+    return mask
 
 
 def successors(insns: list[Insn], i: int) -> list[int]:
