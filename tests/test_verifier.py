@@ -275,3 +275,17 @@ def test_loop_budget_sim(monkeypatch):
 
 
 UNBOUNDED_LOOP = [I(0xB7, 0, 0, 0, 0), I(0x07, 0, 0, 0, 1), I(0x55, 0, 0, -2, 0), I(0x95)]
+
+
+def diamonds(n: int) -> list:
+    """n independent if-statements, each adding a different constant: 2^n paths, all safe."""
+    prog = [I(0x61, 1, 1, 0), I(0xB7, 2, 0, 0, 0)]
+    for k in range(n):
+        prog += [I(0x45, 1, 0, 1, 1 << k), I(0x07, 2, 0, 0, 1 << k)]
+    return prog + [I(0xBF, 0, 2), I(0x57, 0, 0, 0, 1), I(0x95)]
+
+
+def test_branch_chains_verify(bpf_kernel):
+    """Linux prunes these with precision tracking; kernel_sim must not run out of budget on them."""
+    got, log = load(bpf_kernel, diamonds(24), SF, level=4)
+    assert got == 0, log
