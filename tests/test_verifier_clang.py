@@ -3,7 +3,8 @@
 Small C programs of the kinds the project's examples are made of (kprobes reading pt_regs,
 bpf_probe_read_user_str into stack buffers, perf_event_output of stack structs, map lookups with
 NULL checks, ring buffer reserve/submit, loops over arrays, bpf-to-bpf calls, global data,
-packet parsing, bpf_loop) are compiled for BPF ISA v1 and v3 (ALU32/JMP32) and loaded from the
+packet parsing, bpf_loop, tail calls, stack ids, bpf_snprintf, per-CPU scratch buffers, unrolled
+loops, string scans) are compiled for BPF ISA v1 and v3 (ALU32/JMP32) and loaded from the
 object through raw bpf() on both kernels. Programs Linux refuses must be refused with the same
 errno and error line.
 """
@@ -205,6 +206,83 @@ int kprobe_str(struct pt_regs *ctx)
     bpf_printk("matched %s %ld", buf, n);
     return 1;
 }
+struct ev { unsigned int pid; char comm[16]; unsigned long long stack; };
+struct { __uint(type, BPF_MAP_TYPE_STACK_TRACE); __uint(max_entries, 128); __uint(key_size, 4); __uint(value_size, 127 * 8); } stacks SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PROG_ARRAY); __uint(max_entries, 4); __uint(key_size, 4); __uint(value_size, 4); } jmp SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1); __type(key, unsigned int); __type(value, struct ev); } heap SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, unsigned long long); __type(value, unsigned long long); } starts SEC(".maps");
+const char fmt_str[] = "pid %d comm %s";
+
+SEC("kprobe/a")
+int rb_output(struct pt_regs *ctx)
+{
+    unsigned int zero = 0;
+    struct ev *e = bpf_map_lookup_elem(&heap, &zero);
+    if (!e)
+        return 0;
+    e->pid = bpf_get_current_pid_tgid();
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    e->stack = bpf_get_stackid(ctx, &stacks, 0);
+    bpf_ringbuf_output(&rb, e, sizeof(*e), 0);
+    return 0;
+}
+
+SEC("kprobe/b")
+int tail(struct pt_regs *ctx)
+{
+    bpf_tail_call(ctx, &jmp, ctx->rdi & 3);
+    return 0;
+}
+
+SEC("kprobe/c")
+int snp(struct pt_regs *ctx)
+{
+    char out[64];
+    unsigned long long args[2] = { ctx->rdi, (unsigned long long)ctx->rsi };
+    long n = bpf_snprintf(out, sizeof(out), fmt_str, args, sizeof(args));
+    if (n < 0)
+        return 0;
+    bpf_trace_printk(out, sizeof(out));
+    return n;
+}
+
+SEC("kprobe/d")
+int latency(struct pt_regs *ctx)
+{
+    unsigned long long id = bpf_get_current_pid_tgid(), *tsp, delta;
+    tsp = bpf_map_lookup_elem(&starts, &id);
+    if (!tsp)
+        return 0;
+    delta = bpf_ktime_get_ns() - *tsp;
+    bpf_map_delete_elem(&starts, &id);
+    unsigned int slot = 0;
+    #pragma unroll
+    for (int i = 0; i < 32; i++)
+        if (delta >> i) slot = i;
+    return slot;
+}
+
+SEC("kprobe/e")
+int strscan(struct pt_regs *ctx)
+{
+    char buf[64];
+    int n = bpf_probe_read_user_str(buf, sizeof(buf), (void *)ctx->rdi);
+    int count = 0;
+    for (int i = 0; i < sizeof(buf) && i < n; i++) {
+        if (buf[i] == '/')
+            count++;
+    }
+    return count;
+}
+
+SEC("kprobe/f")
+int task_read(struct pt_regs *ctx)
+{
+    unsigned long task = bpf_get_current_task();
+    unsigned int pid = 0;
+    bpf_probe_read_kernel(&pid, sizeof(pid), (void *)(task + 1234));
+    return pid;
+}
 """
 
 # (program source, the error line both kernels print)
@@ -286,7 +364,7 @@ def test_clang_programs_verify(tmp_path, cpu):
     obj = compile_c(tmp_path, "good", GOOD, cpu)
     for kind in kinds():
         results = load_all(kind, obj)
-        assert len(results) == 10
+        assert len(results) == 16
         bad = {name: text for name, text in results.items() if text != "ok"}
         assert not bad, f"{kind}: {bad}"
 

@@ -388,11 +388,11 @@ class Checker:
 
         Linux prunes with precision tracking: a scalar's range matters only if it was used in a way
         that needs it. Without that bookkeeping, chains of independent branches multiply paths
-        (2^n for n diamonds). Past 1/16 of the budget, kernel_sim treats every scalar register
+        (2^n for n diamonds). Past 1/64 of the budget, kernel_sim treats every scalar register
         except those deciding loop exits as imprecise, so it does not refuse (by budget) programs
         Linux verifies; the memory model still bounds-checks every access at run time.
         """
-        if self.insn_processed * 16 < self.limit:
+        if self.insn_processed * 64 < self.limit:
             return 0
         return ~self.st.loop_regs & 0x7FF
 
