@@ -224,6 +224,13 @@ def test_jit_matches_interpreter(insns: list[Insn]) -> None:
     _same(insns)
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(programs())
+def test_without_tail_copies_matches_interpreter(insns: list[Insn]) -> None:
+    """Without copied tails the layout needs wrapped blocks and multi-level exits (_j flags)."""
+    _same(insns, lambda prog: JitEngine(prog, tail_copy=False))
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs())
 def test_dispatch_fallback_matches_interpreter(insns: list[Insn]) -> None:

@@ -123,9 +123,11 @@ class JitEngine:
     SUPPORTS_LD_ABS = True   # LD_ABS / LD_IND go through the interpreter's ld_packet
 
     def __init__(self, program: VmProgram, *, count: bool = False, loop_guard: bool = True,
-                 max_loop_iterations: int | None = None, structured: bool = True) -> None:
+                 max_loop_iterations: int | None = None, structured: bool = True, tail_copy: bool = True
+                 ) -> None:
         self.program = program
         self.structured = structured    # False: every function as a block dispatcher (tests)
+        self.tail_copy = tail_copy      # False: no copies of small shared tails (tests)
         self.count = count
         self.loop_guard = loop_guard
         self.insns: list[Insn] = list(program.insns)
@@ -280,7 +282,7 @@ class JitEngine:
         if not dispatch:
             if len(g.blocks) > 150:   # the emitter recurses along the dominator tree
                 sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(g.blocks) + 1000))
-            body = StructuredEmitter(g, block_code, cond, end_code, loop_head, loop_else).emit(1)
+            body = StructuredEmitter(g, block_code, cond, end_code, loop_head, loop_else, self.tail_copy).emit(1)
         else:
             body = dispatch_function(g, block_code, cond, end_code, 1, loop_head(g.start))
             body += [(1 + i, t, pc) for i, t, pc in loop_else(g.start)]

@@ -6,6 +6,8 @@ is Ramsey's "Beyond Relooper" (2022): walk the dominator tree; a loop header bec
 ``while True:``; a block reached from several places (a merge node) is emitted once, right
 after the code that branches to it. Python lacks labelled jumps, so:
 - a branch to a merge node that is in tail position needs no code (it falls through);
+- a small merge block without dominated code (a loop latch, ``r0 = 0; exit``) is copied to
+  the branches that reach it (bounded by a budget of twice the function's size);
 - otherwise the block gets a one-shot ``while True: ... break`` wrapper (decided by a retry:
   the function is generated again with that block wrapped);
 - a branch that must leave several Python loops at once sets ``_j`` and breaks; the code
@@ -48,12 +50,17 @@ class ExitLine:
         return "break"
 
 
+class OutOfScope(Exception):  # noqa: N818  (control flow)
+    """A copied tail branches to a label its new place cannot reach: do not copy it there."""
+
+
 class Retry(Exception):  # noqa: N818  (control flow)
     """A merge block needs a Python wrapper: start over with it wrapped."""
 
 
 Line = tuple  # (indent, text or ExitLine, pc)
 DEEP = 24     # indentation beyond which tail branches to merge blocks become explicit breaks
+MAX_INLINE = 4  # instructions of a shared tail block copied to each branch to it
 
 
 class StructuredEmitter:
@@ -61,7 +68,8 @@ class StructuredEmitter:
     straight-line part; ``cond(b)`` -> (condition text, pc) of its final conditional jump;
     ``tail_code(b)`` -> lines for exit / bad endings."""
 
-    def __init__(self, g: FuncGraph, block_code, cond, end_code, loop_head, loop_else) -> None:
+    def __init__(self, g: FuncGraph, block_code, cond, end_code, loop_head, loop_else,
+                 tail_copy: bool = True) -> None:
         self.g = g
         self.block_code = block_code
         self.cond = cond
@@ -70,10 +78,14 @@ class StructuredEmitter:
         self.loop_else = loop_else      # header pc -> lines for the loop's else (or [])
         self.wrapped: set[int] = set()
         self.codes = 0
+        size = sum(b.end - b.start for b in g.blocks.values())
+        self.inline_limit = max(64, 2 * size) if tail_copy else 0
+        self.inline_budget = self.inline_limit
 
     def emit(self, indent: int) -> list[Line]:
         while True:
             self.codes = 0
+            self.inline_budget = self.inline_limit
             try:
                 lines = self.do_tree(self.g.start, [], frozenset(), indent)
             except Retry:
@@ -137,8 +149,23 @@ class StructuredEmitter:
         if g.rpo_index[t] <= g.rpo_index[x]:
             return self.br(("cont", t), ctx, tail, ind, x)
         if t in g.merge_nodes:
+            if ("blk", t) not in tail and self._inlinable(t):
+                # tail duplication: a small shared tail (a loop latch, "r0 = 0; exit") is
+                # copied to the branch instead of wrapping its block and breaking out to it
+                budget = self.inline_budget
+                self.inline_budget -= self.g.blocks[t].end - self.g.blocks[t].start
+                try:
+                    return self.block_body(t, ctx, tail, ind)
+                except OutOfScope:
+                    self.inline_budget = budget
             return self.br(("blk", t), ctx, tail, ind, x)
         return self.do_tree(t, ctx, tail, ind)
+
+    def _inlinable(self, t: int) -> bool:
+        g = self.g
+        b = g.blocks[t]
+        return (self.inline_budget > 0 and t not in g.loop_headers and not g.dom_children[t]
+                and b.end - b.start <= MAX_INLINE)
 
     def br(self, label: tuple, ctx: list, tail: frozenset, ind: int, pc: int) -> list[Line]:
         if label in tail:
@@ -154,7 +181,7 @@ class StructuredEmitter:
             if ctx[fi].label == label:
                 break
         else:
-            raise AssertionError(f"branch target {label} not in scope")
+            raise OutOfScope(label)
         target = ctx[fi]
         inner = [f.loop for f in ctx[fi + 1:] if f.loop is not None]
         if not inner:
