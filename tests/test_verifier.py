@@ -163,6 +163,13 @@ REJECTIONS = [
     ("combined stack", SF, lambda m, r: [I(0x7A, 10, 0, -304, 0), I(0x85, 0, 1, 0, 2), I(0xB7, 0, 0, 0, 0), I(0x95),
                                          I(0x7A, 10, 0, -304, 0), I(0xB7, 0, 0, 0, 0), I(0x95)], errno.EACCES,
      "combined stack size of 2 calls is 608. Too large"),
+    ("variable stack read past the top", SF, lambda m, r: [I(0x85, 0, 0, 0, 7), I(0x57, 0, 0, 0, 15), I(0xBF, 1, 10),
+                                                            I(0x07, 1, 0, 0, -8), I(0x0F, 1, 0), I(0x71, 0, 1, 0),
+                                                            I(0x95)], errno.EINVAL,
+     "invalid variable-offset read from stack R1 var_off=(0x0; 0xf) off=-8 size=1"),
+    ("LD_ABS without the skb in R6", SF, lambda m, r: [I(0x30, 0, 0, 0, 12), I(0x95)], errno.EACCES, "R6 !read_ok"),
+    ("LD_ABS in XDP", XDP, lambda m, r: [I(0xBF, 6, 1), I(0x30, 0, 0, 0, 12), I(0x95)], errno.EINVAL,
+     "BPF_LD_[ABS|IND] instructions not allowed for this program type"),
     ("infinite loop", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 0), I(0x15, 1, 0, -2, 0), I(0x95)],
      errno.EINVAL, "old state: R0=0 R1=0 R10=fp0"),
 ]
@@ -206,6 +213,15 @@ ACCEPTED = [
     ("tracepoint record field", TP, lambda m, r: [I(0x79, 0, 1, 8), I(0x95)]),
     ("socket filter cb write", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0), I(0x63, 1, 0, 48), I(0x95)]),
     ("pointer returned", SF, lambda m, r: [I(0xBF, 0, 10), I(0x95)]),
+    ("LD_ABS and LD_IND", SF, lambda m, r: [I(0xBF, 6, 1), I(0x30, 0, 0, 0, 12), I(0xB7, 2, 0, 0, 3),
+                                            I(0x50, 0, 2, 0, 12), I(0x95)]),
+    ("sign-extending a pointer (root)", SF, lambda m, r: [I(0xBF, 0, 10, 8, 0), I(0x95)]),
+    ("variable stack read", SF, lambda m, r: [I(0x7A, 10, 0, -8, 0), I(0x85, 0, 0, 0, 7), I(0x57, 0, 0, 0, 7),
+                                              I(0xBF, 1, 10), I(0x07, 1, 0, 0, -8), I(0x0F, 1, 0), I(0x71, 0, 1, 0),
+                                              I(0x95)]),
+    ("atomics, bswap, movsx, gotol-free ALU", SF, lambda m, r: [
+        I(0x7A, 10, 0, -8, 1), I(0xB7, 1, 0, 0, 2), I(0xDB, 10, 1, -8, 0x01), I(0xB7, 0, 0, 0, 200),
+        I(0xBF, 0, 0, 8, 0), I(0xDC, 0, 0, 0, 16), I(0xD7, 0, 0, 0, 32), I(0x87, 0, 0, 0, 0), I(0x95)]),
 ]
 
 

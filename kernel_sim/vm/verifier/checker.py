@@ -526,8 +526,9 @@ class Checker:
                 src = self.read_reg(state, ins.src)
                 self.check_dst(ins.dst)
                 if ins.off:
-                    if src.type != SCALAR:
-                        raise Reject(errno.EACCES, f"R{ins.src} sign-extension part of pointer\n")
+                    if src.type != SCALAR:  # root may leak pointers: just an unknown scalar
+                        self.set_reg(state, ins.dst, scalar())
+                        return
                     b = B.sign_extend(src.b if is64 else src.b.sub32(), ins.off, bits)
                     self.set_reg(state, ins.dst, scalar(b.zext()))
                     return
@@ -799,7 +800,7 @@ class Checker:
             if abs_off % size:
                 raise Reject(errno.EACCES, f"misaligned stack access off {_tn(reg.b)}+{reg.off}+{off} size {size}\n")
             if abs_off < -MAX_STACK or abs_off + size > 0:
-                raise Reject(errno.EACCES, f"invalid{what} stack R{regno} off={abs_off} size={size}\n")
+                raise Reject(_stack_errno(abs_off), f"invalid{what} stack R{regno} off={abs_off} size={size}\n")
             self.note_depth(frame, -abs_off)
             start = abs_off + MAX_STACK
             self.scratched_slots.add(start & ~7)
@@ -810,8 +811,8 @@ class Checker:
         lo = reg.off + off + reg.b.smin
         hi = reg.off + off + reg.b.smax
         if lo < -MAX_STACK or hi + size > 0 or reg.b.smax - reg.b.smin >= MAX_VAR_OFF:
-            raise Reject(errno.EACCES, f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
-                                       f"off={reg.off + off} size={size}\n")
+            raise Reject(_stack_errno(lo), f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
+                                           f"off={reg.off + off} size={size}\n")
         self.note_depth(frame, -lo)
         for p in range(lo + MAX_STACK, hi + size + MAX_STACK):
             if write:
@@ -1320,7 +1321,7 @@ class Checker:
             lo = reg.off + reg.b.smin
             hi = reg.off + reg.b.smax
             if lo < -MAX_STACK or hi + size > 0:
-                code = errno.EACCES if lo < -MAX_STACK else errno.EINVAL  # Linux: EINVAL past the frame's top
+                code = _stack_errno(lo)
                 if reg.b.is_const:
                     raise Reject(code, f"invalid{what} stack R{regno} off={lo} size={size}\n")
                 raise Reject(code, f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
@@ -1382,6 +1383,12 @@ def _apply32(orig: B.Bounds, r32: B.Bounds) -> B.Bounds:
                       min(orig.smax, z.smax), 64)
         return nb if nb.empty else B.sync(nb)
     return orig
+
+
+def _stack_errno(min_off: int) -> int:
+    """check_stack_access_within_bounds(): EACCES when the start is outside the frame, EINVAL
+    when only the end runs past its top."""
+    return errno.EACCES if min_off >= 0 or min_off < -MAX_STACK else errno.EINVAL
 
 
 def _with_bounds(r: Reg, b: B.Bounds) -> Reg:
