@@ -216,6 +216,14 @@ def test_tail_call_from_a_subprogram_returns_to_its_caller(cls) -> None:
     assert execute(engine, run, 0) == 107
 
 
+def test_kernel_picks_the_jit_for_subprogram_tail_calls_and_ld_abs() -> None:
+    from kernel_sim.bpf.engine import make_vm_engine
+
+    vm = AddressSpace()
+    prog = [call(2, src=1), EXIT, EXIT, call(12), insn(0x28, 0, 0, 0, 14), EXIT]   # tail_call, ldabsh
+    assert isinstance(make_vm_engine(VmProgram.build(prog, {}, vm), "jit"), JitEngine)
+
+
 # -- faults -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("addr", [0, 8, 0xFFFF000000000000, U64, 0xFFFFF00000000010])
 def test_load_at_a_bad_address_is_a_fault_with_its_pc_and_address(addr: int) -> None:

@@ -121,6 +121,7 @@ class JitEngine:
     """Runs a VmProgram as compiled Python (engine interface of runctx.py)."""
 
     SUPPORTS_LD_ABS = True   # LD_ABS / LD_IND go through the interpreter's ld_packet
+    SUPPORTS_SUBPROG_TAIL_CALL = True   # a subprogram's tail call returns to its caller (see _call)
 
     def __init__(self, program: VmProgram, *, count: bool = False, loop_guard: bool = True,
                  max_loop_iterations: int | None = None, structured: bool = True, tail_copy: bool = True
