@@ -767,7 +767,8 @@ class Checker:
                 raise Reject(errno.EACCES, msg(o) + f"R{regno} min value is outside of the allowed memory range\n")
             return
         if b.smin < 0 and (base + b.smin < 0):
-            raise Reject(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or 'var &= const'\n")
+            raise Reject(errno.EACCES, f"R{regno} min value is negative, either use unsigned index or do a if "
+                                       "(index >=0) check.\n")
         lo = base + b.smin
         if lo < 0 or lo > limit - size:
             raise Reject(errno.EACCES, msg(lo) + f"R{regno} min value is outside of the allowed memory range\n")
@@ -1382,7 +1383,13 @@ def _apply32(orig: B.Bounds, r32: B.Bounds) -> B.Bounds:
         nb = B.Bounds(tn, max(orig.umin, z.umin), min(orig.umax, z.umax), max(orig.smin, z.smin),
                       min(orig.smax, z.smax), 64)
         return nb if nb.empty else B.sync(nb)
-    return orig
+    # upper half unknown: keep what the refinement learnt about the low half in the tnum
+    lo = r32.tn
+    hi_mask = B.T.U64 & ~B.T.U32
+    tn = B.T.intersect(orig.tn, B.T.Tnum((orig.tn.value & hi_mask) | lo.value, (orig.tn.mask & hi_mask) | lo.mask))
+    if (orig.tn.value ^ lo.value) & ~orig.tn.mask & ~lo.mask & B.T.U32:
+        return orig._replace(umin=1, umax=0)  # contradiction: this branch cannot happen
+    return B.sync(orig._replace(tn=tn))
 
 
 def _stack_errno(min_off: int) -> int:
