@@ -325,8 +325,7 @@ class Translator:
                         return []
                     w[dst] = min(wd, wb)
                     return [f"{d} %= {b}"]
-                w[dst] = min(wd, max(wb, 1)) if wb else wd
-                w[dst] = wd  # the remainder is below both, but x % 0 = x
+                # the remainder is below the divisor, but x % 0 = x: the width stays wd
                 return [f"if {b}: {d} %= {b}"]
             if op == BPF_OR:
                 w[dst] = max(wd, wb)
