@@ -31,6 +31,9 @@ class Bounds(NamedTuple):
     smin: int
     smax: int
     bits: int = 64
+    # What JMP32 tests taught about the low half when the upper half is unknown (64-bit values
+    # only): (umin32, umax32, smin32, smax32), or None. Linux keeps these ranges for every register.
+    r32: tuple | None = None
 
     @property
     def is_const(self) -> bool:
@@ -42,11 +45,18 @@ class Bounds(NamedTuple):
 
     @property
     def empty(self) -> bool:
+        if self.r32 is not None and (self.r32[0] > self.r32[1] or self.r32[2] > self.r32[3]):
+            return True
         return self.umin > self.umax or self.smin > self.smax
 
     def contains(self, other: Bounds) -> bool:
-        return (self.umin <= other.umin and other.umax <= self.umax and self.smin <= other.smin
-                and other.smax <= self.smax and self.tn.contains(other.tn))
+        if not (self.umin <= other.umin and other.umax <= self.umax and self.smin <= other.smin
+                and other.smax <= self.smax and self.tn.contains(other.tn)):
+            return False
+        if self.r32 is None:
+            return True
+        a, b = self.sub32(), other.sub32()
+        return a.umin <= b.umin and b.umax <= a.umax and a.smin <= b.smin and b.smax <= a.smax
 
     def sub32(self) -> Bounds:
         """The low 32 bits as a 32-bit value."""
@@ -61,6 +71,9 @@ class Bounds(NamedTuple):
             slo, shi = self.smin, self.smax
         else:
             slo, shi = -(1 << 31), (1 << 31) - 1
+        if self.r32 is not None:
+            u0, u1, s0, s1 = self.r32
+            lo, hi, slo, shi = max(lo, u0), min(hi, u1), max(slo, s0), min(shi, s1)
         return sync(Bounds(tn, lo, hi, slo, shi, 32))
 
     def zext(self) -> Bounds:
@@ -89,7 +102,7 @@ def urange(lo: int, hi: int, bits: int = 64) -> Bounds:
 
 def sync(b: Bounds) -> Bounds:
     """Let the four descriptions tighten each other (twice, as Linux)."""
-    tn, umin, umax, smin, smax, bits = b
+    tn, umin, umax, smin, smax, bits = b[:6]
     m = _smask(bits)
     sb = 1 << (bits - 1)
     for _ in range(2):
@@ -111,7 +124,7 @@ def sync(b: Bounds) -> Bounds:
         if umin <= umax:
             tn = T.intersect(tn, T.trange(umin, umax))
             tn = Tnum(tn.value & m, tn.mask & m)
-    return Bounds(tn, umin, umax, smin, smax, bits)
+    return Bounds(tn, umin, umax, smin, smax, bits, b.r32)
 
 
 def _from_u(tn: Tnum, lo: int, hi: int, bits: int, ok: bool) -> Bounds:
@@ -384,7 +397,7 @@ def fmt_scalar(b: Bounds) -> str:
     s32 = b.sub32()
     rows = [["smin", b.smin, b.smin == -(1 << 63)], ["smax", b.smax, b.smax == (1 << 63) - 1],
             ["umin", b.umin, b.umin == 0], ["umax", b.umax, b.umax == _smask(64)],
-            ["smin32", s32.smin, s32.smin == -(1 << 31)], ["smax32", s32.smax, s32.smax == (1 << 31) - 1],
+            ["smin32", _s32(s32.smin), s32.smin == -(1 << 31)], ["smax32", _s32(s32.smax), s32.smax == (1 << 31) - 1],
             ["umin32", s32.umin, s32.umin == 0], ["umax32", s32.umax, s32.umax == T.U32]]
     out = []
     for i, (name, val, omit) in enumerate(rows):
@@ -402,6 +415,11 @@ def fmt_scalar(b: Bounds) -> str:
     if b.tn.mask != _smask(64):
         out.append(f"var_off=(0x{b.tn.value:x}; 0x{b.tn.mask:x})")
     return "scalar(" + ",".join(out) + ")"
+
+
+def _s32(v: int) -> int:
+    """Linux prints a 32-bit signed bound outside S16 as its u32 pattern."""
+    return v if -32768 <= v <= 32767 else v & T.U32
 
 
 def _snum(v: int) -> str:

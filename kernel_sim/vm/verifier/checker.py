@@ -842,11 +842,12 @@ class Checker:
         if val is not None and start % 8 == 0:
             # Linux spills a register (or a BPF_ST immediate) written at a slot boundary, any size
             if val.type == SCALAR and size < 8 and not is_st and not val.b.is_const and val.b.umax >> (8 * size):
-                sv = scalar(B.urange(0, (1 << (8 * size)) - 1))
+                sv = val.copy()  # Linux keeps the whole register (a fill truncates it); no link
+                sv.id, sv.addc, sv.delta = 0, False, 0
             else:
+                if not is_st:
+                    self.id_before_mov(val)  # the spilled copy stays linked to the register
                 sv = val.copy()
-                if size < 8 and not is_st:
-                    sv.id = 0
             frame.spills[start] = (size, sv)
             for p in range(start, start + size):
                 frame.slots[p] = STACK_SPILL
@@ -1389,7 +1390,8 @@ def _apply32(orig: B.Bounds, r32: B.Bounds) -> B.Bounds:
     tn = B.T.intersect(orig.tn, B.T.Tnum((orig.tn.value & hi_mask) | lo.value, (orig.tn.mask & hi_mask) | lo.mask))
     if (orig.tn.value ^ lo.value) & ~orig.tn.mask & ~lo.mask & B.T.U32:
         return orig._replace(umin=1, umax=0)  # contradiction: this branch cannot happen
-    return B.sync(orig._replace(tn=tn))
+    out = B.sync(orig._replace(tn=tn))
+    return out._replace(r32=(r32.umin, r32.umax, r32.smin, r32.smax))
 
 
 def _stack_errno(min_off: int) -> int:
