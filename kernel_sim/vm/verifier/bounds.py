@@ -120,6 +120,14 @@ def sync(b: Bounds) -> Bounds:
         if (umin ^ umax) & sb == 0 and umin <= umax:
             smin = max(smin, to_signed(umin, bits))
             smax = min(smax, to_signed(umax, bits))
+        if smin < 0 <= smax:
+            # a signed range across zero is two unsigned intervals: [smin, max] and [0, smax]
+            if umin > smax:  # only the negative part is left
+                umin = max(umin, smin & m)
+                smin, smax = to_signed(umin, bits), min(-1, to_signed(umax, bits)) if umax & sb else -1
+            elif umax < (smin & m):  # only the non-negative part
+                umax = min(umax, smax)
+                smin, smax = umin, umax
         # ranges -> tnum
         if umin <= umax:
             tn = T.intersect(tn, T.trange(umin, umax))
