@@ -8,8 +8,10 @@
  * name comes from the function symbol, the function to probe from the attach
  * call) and Aya's 7-field map definitions in the legacy "maps" section.
  *
- * kernel_sim's dispatcher is x64_sys_call(nr, args...) on x86_64 (do_syscall on
- * riscv64/loongarch64), with the syscall number as the first argument.
+ * The probed dispatcher is Linux's x64_sys_call(const struct pt_regs *regs,
+ * unsigned int nr): its first argument points to the user registers saved at
+ * syscall entry (PT_REGS_SYSCALL_REGS), and the number is read from their
+ * orig_rax with bpf_probe_read_kernel, as on Linux >= 4.17.
  *
  *   bpfload run examples/syscall_counter.bpf.o --kprobe x64_sys_call
  */
@@ -46,9 +48,12 @@ struct syscall_log_record {
 SEC("kprobe")
 int syscall_counter(struct pt_regs *ctx)
 {
-	__u64 nr = PT_REGS_PARM1(ctx), one = 1, count = 1, *c;
+	struct pt_regs *regs = PT_REGS_SYSCALL_REGS(ctx);
+	__u64 nr = 0, one = 1, count = 1, *c;
 	__u32 zero = 0;
 	struct syscall_log_record *r;
+
+	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_rax);
 
 	c = bpf_map_lookup_elem(&SYSCALL_COUNTS, &nr);
 	if (c) {

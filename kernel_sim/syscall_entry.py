@@ -6,6 +6,17 @@ arch's syscall dispatcher (x64_sys_call / do_syscall_64 style) and the __<arch>_
 entry point, whose body calls the Linux-named kernel functions (do_sys_openat2, vfs_read,
 kernel_clone, ...) through ``Kernel.kcall`` — the place where kprobes hit — then fires the
 exit tracepoints. Arguments are register values; pointers point into the task's user memory.
+
+As on Linux with ARCH_HAS_SYSCALL_WRAPPER (x86_64 since 4.17, riscv64 since 6.6), the entry
+point ``__x64_sys_<name>`` / ``__riscv_sys_<name>`` takes ONE argument: a pointer to the user
+pt_regs saved at syscall entry (task_pt_regs(current), kernel_sim/task_kmem.py: the syscall
+arguments in the arch's syscall argument registers, the number in orig_rax / a7), and the
+dispatcher is ``x64_sys_call(const struct pt_regs *regs, unsigned int nr)`` (x86_64) or
+``do_syscall(struct pt_regs *regs)``. That is what libbpf's BPF_KSYSCALL / PT_REGS_SYSCALL_REGS
+(= PARM1) expect. loongarch64 selects no wrapper: its ``sys_<name>`` takes the plain arguments
+(libbpf's PT_REGS_SYSCALL_REGS(ctx) is ctx there). Inner functions (do_sys_openat2, vfs_read,
+...) always take plain register arguments. The pt_regs are filled only when a probe can see them
+(the dispatcher or the wrapper is probed): Kprobes.kcall_lazy.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from .cpus import on_cpu
 from .fs.file import oserror
 from .syscall_table import ENTRY_PREFIX, SYSCALLS, syscall_nr
 from .task import Task, running
+from .task_kmem import task_kmem
 from .usermem import copy_from_user, copy_to_user, strncpy_from_user
 
 if TYPE_CHECKING:
@@ -28,6 +40,7 @@ AT_FDCWD = -100
 PATH_MAX = 4096
 _OPEN_HOW = struct.Struct("<QQQ")  # struct open_how { u64 flags; u64 mode; u64 resolve; }
 _TIMESPEC = struct.Struct("<qq")
+WRAPPED_ARCHES = frozenset({"x86_64", "riscv64"})  # ARCH_HAS_SYSCALL_WRAPPER (loongarch64 has none)
 
 
 def _errno_of(e: OSError) -> int:
@@ -39,6 +52,7 @@ class SyscallEntry:
         self.kernel = kernel
         self.prefix = ENTRY_PREFIX[kernel.arch]
         self.dispatcher = "x64_sys_call" if kernel.arch == "x86_64" else "do_syscall"
+        self.wrapped = kernel.arch in WRAPPED_ARCHES  # entry points take a pt_regs pointer
         self.bodies = {name: getattr(self, f"sys_{name}") for name in SYSCALLS if hasattr(self, f"sys_{name}")}
 
     # -- entry --------------------------------------------------------------------------------
@@ -58,13 +72,35 @@ class SyscallEntry:
             if body is None:
                 ret = -errno.ENOSYS
             else:
-                ret = k.kcall(self.dispatcher, (nr,) + args,
-                              lambda *_: k.kcall(self.prefix + name, args, body))
+                ret = self._dispatch(task, nr, self.prefix + name, args, body)
             if tracing.has_listeners(f"syscalls/sys_exit_{name}"):
                 tracing.emit(f"syscalls/sys_exit_{name}", __syscall_nr=nr, ret=ret)
             if tracing.has_listeners("raw_syscalls/sys_exit"):
                 tracing.emit("raw_syscalls/sys_exit", id=nr, ret=ret)
         return ret
+
+    def _dispatch(self, task: Task, nr: int, entry: str, args: tuple, body) -> int:
+        """The dispatcher, then the entry point, each given a pointer to the task's user pt_regs."""
+        kprobes = self.kernel.kprobes
+        saved: list[int] = []
+
+        def user_regs() -> int:  # task_pt_regs(current), filled once per syscall when first needed
+            if not saved:
+                saved.append(task_kmem(self.kernel).set_syscall_regs(task, nr, args))
+            return saved[0]
+
+        if self.wrapped:
+            def wrapper() -> int:
+                return kprobes.kcall_lazy(entry, lambda: (user_regs(),), lambda: body(*args))
+        else:
+            def wrapper() -> int:
+                return kprobes.kcall(entry, args, body)
+
+        if self.kernel.arch == "x86_64":
+            dispatcher_args = lambda: (user_regs(), nr & 0xFFFFFFFF)  # noqa: E731
+        else:
+            dispatcher_args = lambda: (user_regs(),)  # noqa: E731
+        return kprobes.kcall_lazy(self.dispatcher, dispatcher_args, wrapper)
 
     # -- files ----------------------------------------------------------------------------------
     def sys_openat(self, dfd: int, filename: int, flags: int, mode: int = 0) -> int:

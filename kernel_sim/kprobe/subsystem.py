@@ -153,6 +153,17 @@ class Kprobes:
             return body(*args)
         return self.executor.call(self._addr_of[name], args, body)
 
+    def kcall_lazy(self, name: str, make_args: Callable[[], tuple], body: Callable[[], object]):
+        """kcall whose register arguments are built only when the function runs as machine code.
+
+        Why: a syscall wrapper's argument is a pointer to the user pt_regs in the task's kernel
+        memory, and filling that struct costs more than an unprobed syscall; only a probe (which
+        puts the function on the slow path) can observe it, so it is built then and only then.
+        """
+        if name not in self.hot:
+            return body()
+        return self.executor.call(self._addr_of[name], make_args(), lambda *_: body())
+
     def _on_arm(self, addr: int, delta: int) -> None:
         found = self.table.lookup_address(addr)
         if found is None:
