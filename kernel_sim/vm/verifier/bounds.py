@@ -80,7 +80,8 @@ class Bounds(NamedTuple):
         """A 32-bit result written to a 64-bit register (upper half zero)."""
         if self.bits == 64:
             return self
-        return sync(Bounds(Tnum(self.tn.value, self.tn.mask), self.umin, self.umax, self.umin, self.umax, 64))
+        r32 = (self.umin, self.umax, self.smin, self.smax)
+        return sync(Bounds(Tnum(self.tn.value, self.tn.mask), self.umin, self.umax, self.umin, self.umax, 64, r32))
 
 
 @functools.cache
