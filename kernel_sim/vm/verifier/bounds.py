@@ -343,7 +343,11 @@ def refine(op: int | None, a: Bounds, b: Bounds) -> tuple[Bounds, Bounds]:
         tn = T.intersect(a.tn, b.tn)
         lo, hi = max(a.umin, b.umin), min(a.umax, b.umax)
         slo, shi = max(a.smin, b.smin), min(a.smax, b.smax)
-        r = sync(Bounds(tn, lo, hi, slo, shi, a.bits))
+        r32 = a.r32
+        if b.r32 is not None:
+            r32 = b.r32 if r32 is None else (max(r32[0], b.r32[0]), min(r32[1], b.r32[1]), max(r32[2], b.r32[2]),
+                                             min(r32[3], b.r32[3]))
+        r = sync(Bounds(tn, lo, hi, slo, shi, a.bits, r32))
         return r, r
     if op == JNE:
         if b.is_const:

@@ -981,7 +981,7 @@ class Checker:
                 nb = _apply32(src.b, b32)
             else:
                 na, nb = fn(op, dst.b, src.b)
-            if na.empty or nb.empty:
+            if na.empty or nb.empty or na.sub32().empty or nb.sub32().empty:
                 return False
             self.update_scalar(state, ins.dst, na)
             if ins.code & 0x08:
