@@ -576,6 +576,10 @@ class Checker:
             return
         if is64:
             nb = B.alu(op, dst.b, src.b, ins.off == 1)
+            if op in (0x00, 0x10, 0x20, 0x40, 0x50, 0xA0, 0x60) and not nb.is_const:
+                # the low half of these 64-bit results is the 32-bit operation on the low halves
+                lo = B.alu(op, dst.b.sub32(), src.b.sub32())
+                nb = B.sync(nb._replace(r32=(lo.umin, lo.umax, lo.smin, lo.smax)))
         else:
             nb = B.alu(op, dst.b.sub32(), src.b.sub32(), ins.off == 1).zext()
         out = scalar(nb)
