@@ -1386,7 +1386,7 @@ def _apply32(orig: B.Bounds, r32: B.Bounds) -> B.Bounds:
         z = r32.zext()
         tn = B.T.intersect(orig.tn, z.tn)
         nb = B.Bounds(tn, max(orig.umin, z.umin), min(orig.umax, z.umax), max(orig.smin, z.smin),
-                      min(orig.smax, z.smax), 64)
+                      min(orig.smax, z.smax), 64, z.r32)
         return nb if nb.empty else B.sync(nb)
     # upper half unknown: keep what the refinement learnt about the low half in the tnum
     lo = r32.tn
