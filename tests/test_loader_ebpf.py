@@ -167,9 +167,7 @@ def describe(ebpf: Ebpf) -> dict:
 
 
 # Known kernel_sim gaps, named so they show in every run (xfail, not skip): remove when fixed.
-SIM_GAPS = {
-    "btf_maps.bpf.o": "kernel_sim verifier: lookup in an ARRAY_OF_MAPS returns map_value, Linux gives the inner map_ptr",
-}
+SIM_GAPS: dict[str, str] = {}
 SAME_OBJECTS = [
     pytest.param(p, marks=pytest.mark.xfail(reason=SIM_GAPS[p.name], strict=False)) if p.name in SIM_GAPS else p
     for p in sorted(EXAMPLES.glob("*.bpf.o")) + sorted(OBJECTS.glob("*.bpf.o"))

@@ -248,13 +248,8 @@ def test_without_perf_links_ioctl_attach_is_used(any_kernel):
         second.detach()
 
 
-def test_pinned_link_outlives_its_fds(any_kernel, request):
+def test_pinned_link_outlives_its_fds(any_kernel):
     from loader.maps import Array, MapData
-
-    if any_kernel.kind == "sim":
-        request.node.add_marker(pytest.mark.xfail(strict=False, reason=(
-            "kernel_sim: a pinned perf link does not hold its perf event; closing the perf fd detaches "
-            "(Linux's bpf_perf_link keeps a reference to the perf file)")))
 
     aya = REPO / "tests" / "objects" / "aya_sections.bpf.o"
     path = f"/sys/fs/bpf/bpfload_link_{os.getpid()}"

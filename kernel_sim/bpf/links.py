@@ -1,8 +1,10 @@
 """BPF links: BPF_LINK_CREATE for perf events (what Aya uses on newer kernels) and LINK_DETACH.
 
 A perf-event link attaches a tracing program to a kprobe / tracepoint perf event, like
-PERF_EVENT_IOC_SET_BPF, but the attachment lives as long as the link file: closing the link
-detaches the program.
+PERF_EVENT_IOC_SET_BPF, but the attachment lives as long as the link: the link holds a reference
+to the perf event's file (as Linux's bpf_perf_link does), so closing the perf fd — or pinning
+the link and closing every fd — leaves the program attached; the link's last reference going
+detaches it. Perf links have no LINK_DETACH operation in Linux: EOPNOTSUPP.
 """
 
 from __future__ import annotations
@@ -29,9 +31,15 @@ class BpfLink:
         self.refs = 0
 
     def detach(self) -> None:
+        """BPF_LINK_DETACH, for link types that have it (perf links do not)."""
+        raise oserror(errno.EOPNOTSUPP)
+
+    def release_target(self) -> None:
+        """The link's last reference went: detach the program and drop the perf event."""
         if self.target is not None:
-            self.target.detach_prog()
-            self.target = None
+            target, self.target = self.target, None
+            target.detach_prog()
+            target.put()
 
     def open_file(self, flags: int = 0) -> File:
         return BpfLinkFile(self)
@@ -53,7 +61,7 @@ class BpfLinkFile(File):
     def release(self) -> None:
         self.link.refs -= 1
         if self.link.refs == 0:
-            self.link.detach()
+            self.link.release_target()
             self.link.kernel.ids["link"].remove(self.link.id)
 
 
@@ -69,7 +77,7 @@ def link_create(kernel: Kernel, attr: memoryview) -> int:
     if a.attach_type != AttachType.PERF_EVENT or not hasattr(target, "attach_prog"):
         raise oserror(errno.EINVAL)
     target.attach_prog(prog)
-    link = BpfLink(kernel, LinkType.PERF_EVENT, prog, target)
+    link = BpfLink(kernel, LinkType.PERF_EVENT, prog, target.get())
     return task.files.install(BpfLinkFile(link))
 
 

@@ -236,11 +236,7 @@ class RawTpLink(BpfLink):
         prog.refs += 1
         rtp.add(self)
 
-    def detach(self) -> None:
-        """BPF_LINK_DETACH: raw tracepoint links have no detach operation in Linux."""
-        raise oserror(errno.EOPNOTSUPP)
-
-    def unhook(self) -> None:
+    def release_target(self) -> None:
         """The link's last reference went: unregister the probe and drop the program."""
         if not self.attached:
             return
@@ -256,13 +252,6 @@ class RawTpLink(BpfLink):
 
 class RawTpLinkFile(BpfLinkFile):
     info_type = RawTpLinkInfo
-
-    def release(self) -> None:
-        link: RawTpLink = self.link  # type: ignore[assignment]
-        link.refs -= 1
-        if link.refs == 0:
-            link.unhook()
-            link.kernel.ids["link"].remove(link.id)
 
     def bpf_info(self, user: RawTpLinkInfo) -> RawTpLinkInfo:
         """bpf_raw_tp_link_fill_link_info: the name's length always, its bytes if a buffer is given."""
