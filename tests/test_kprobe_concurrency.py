@@ -180,3 +180,48 @@ def test_memory_lookups_never_see_a_half_added_region():
         t.join()
     assert faults == []
     assert [r.base for r in mem.regions] == sorted(r.base for r in mem.regions)
+
+
+def test_rcu_defers_callbacks_until_every_reader_inside_has_left():
+    from kernel_sim.kprobe.rcu import Rcu
+
+    rcu = Rcu()
+    ran = []
+    rcu.call(lambda: ran.append("idle"))  # nobody inside: at once
+    assert ran == ["idle"]
+    inside, leave = threading.Event(), threading.Event()
+
+    def reader():
+        rcu.read_lock()
+        rcu.read_lock()  # nested: one section
+        inside.set()
+        assert leave.wait(10)
+        rcu.read_unlock()
+        assert ran == ["idle"]  # still inside the outer section
+        rcu.read_unlock()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert inside.wait(10)
+    rcu.call(lambda: ran.append("deferred"))
+    assert rcu.pending() == 1 and ran == ["idle"]
+    assert rcu.synchronize(patience=0.05) is False  # the reader cannot leave before `leave` is set
+    rcu.read_lock()  # a reader that entered after the call does not hold the callback back
+    leave.set()
+    t.join(10)
+    assert ran == ["idle", "deferred"] and rcu.pending() == 0
+    assert rcu.synchronize() is False  # from inside a section: never waits for itself
+    rcu.read_unlock()
+    assert rcu.synchronize() is True
+
+
+def test_rcu_a_thread_that_died_inside_a_section_is_quiescent():
+    from kernel_sim.kprobe.rcu import Rcu
+
+    rcu = Rcu()
+    t = threading.Thread(target=rcu.read_lock)  # enters and never leaves
+    t.start()
+    t.join()
+    ran = []
+    rcu.call(lambda: ran.append(1))
+    assert rcu.synchronize() is True and ran == [1]

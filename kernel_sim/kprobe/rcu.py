@@ -20,17 +20,26 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 
 class _Reader:
-    """One thread's read-side state: nesting depth and a sequence number, odd while inside."""
+    """One thread's read-side state: nesting depth and a sequence number, odd while inside.
 
-    __slots__ = ("nesting", "seq")
+    A thread that died inside a section (it cannot leave it any more) counts as quiescent.
+    """
+
+    __slots__ = ("nesting", "seq", "thread")
 
     def __init__(self) -> None:
         self.nesting = 0
         self.seq = 0
+        self.thread = weakref.ref(threading.current_thread())
+
+    def gone(self) -> bool:
+        thread = self.thread()
+        return thread is None or not thread.is_alive()
 
 
 class Rcu:
@@ -46,7 +55,7 @@ class Rcu:
         if me is None:
             me = self._local.reader = _Reader()
             with self._lock:
-                self._readers.append(me)
+                self._readers = [r for r in self._readers if not r.gone()] + [me]  # drop dead threads
         return me
 
     # -- readers -----------------------------------------------------------------------------------
@@ -76,7 +85,7 @@ class Rcu:
 
     @staticmethod
     def _elapsed(snapshot: list[tuple[_Reader, int]]) -> bool:
-        return all(r.seq != s for r, s in snapshot)
+        return all(r.seq != s or r.gone() for r, s in snapshot)
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run fn after a grace period (now, if no thread is inside a read-side section)."""
