@@ -63,6 +63,13 @@ def lookup(fd: int) -> list:
     return [I(0x7A, 10, 0, -8, 0), I(0xBF, 2, 10), I(0x07, 2, 0, 0, -8)] + lddw_map(1, fd) + [I(0x85, 0, 0, 0, 1)]
 
 
+def const_key_lookup(fd: int, key: int, narrow: bool = False) -> list:
+    """A u32 key written as Linux 6.18 recognises constants: zeroed bytes, or a 4-byte spill."""
+    store = [I(0x62, 10, 0, -8, key)] if narrow else [I(0xB7, 1, 0, 0, 0), I(0x63, 10, 1, -4)]
+    at = -8 if narrow else -4
+    return store + [I(0xBF, 2, 10), I(0x07, 2, 0, 0, at)] + lddw_map(1, fd) + [I(0x85, 0, 0, 0, 1)]
+
+
 def nested_calls(n: int) -> list:
     prog = []
     for _ in range(n):
@@ -170,6 +177,8 @@ REJECTIONS = [
     ("LD_ABS without the skb in R6", SF, lambda m, r: [I(0x30, 0, 0, 0, 12), I(0x95)], errno.EACCES, "R6 !read_ok"),
     ("LD_ABS in XDP", XDP, lambda m, r: [I(0xBF, 6, 1), I(0x30, 0, 0, 0, 12), I(0x95)], errno.EINVAL,
      "BPF_LD_[ABS|IND] instructions not allowed for this program type"),
+    ("array lookup, constant key past max_entries", KP, lambda m, r: const_key_lookup(m, 4, narrow=True)
+     + [I(0x79, 0, 0, 0), I(0x95)], errno.EACCES, "R0 invalid mem access 'map_value_or_null'"),
     ("infinite loop", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0), I(0xB7, 1, 0, 0, 0), I(0x15, 1, 0, -2, 0), I(0x95)],
      errno.EINVAL, "old state: R0=0 R1=0 R10=fp0"),
 ]
@@ -213,6 +222,10 @@ ACCEPTED = [
     ("tracepoint record field", TP, lambda m, r: [I(0x79, 0, 1, 8), I(0x95)]),
     ("socket filter cb write", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0), I(0x63, 1, 0, 48), I(0x95)]),
     ("pointer returned", SF, lambda m, r: [I(0xBF, 0, 10), I(0x95)]),
+    ("array lookup, zeroed key: no NULL check needed", KP, lambda m, r: const_key_lookup(m, 0)
+     + [I(0x79, 0, 0, 0), I(0x95)]),
+    ("array lookup, constant key in range", KP, lambda m, r: const_key_lookup(m, 3, narrow=True)
+     + [I(0x79, 0, 0, 0), I(0x95)]),
     ("LD_ABS and LD_IND", SF, lambda m, r: [I(0xBF, 6, 1), I(0x30, 0, 0, 0, 12), I(0xB7, 2, 0, 0, 3),
                                             I(0x50, 0, 2, 0, 12), I(0x95)]),
     ("sign-extending a pointer (root)", SF, lambda m, r: [I(0xBF, 0, 10, 8, 0), I(0x95)]),

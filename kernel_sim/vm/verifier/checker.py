@@ -1191,6 +1191,11 @@ class Checker:
                 ret.map = m
             ret.null = True
             ret.id = self.new_id()
+            if func_id == int(HP.H.map_lookup_elem) and getattr(m, "map_type", None) in (MapType.ARRAY,
+                                                                                        MapType.PERCPU_ARRAY):
+                key = self.const_map_key(state, regs[2], getattr(m, "key_size", 0))
+                if key is not None and key < getattr(m, "max_entries", 0):
+                    ret.null, ret.id = False, 0  # an array slot named by a constant key always exists
         elif proto.ret == HP.RET_PTR_TO_MEM_OR_NULL:
             ret = Reg(PTR_TO_MEM)
             ret.null = True
@@ -1223,6 +1228,21 @@ class Checker:
             regs[r] = Reg()
         self.set_reg(state, 0, ret)
         return idx + 1
+
+    def const_map_key(self, state: State, reg: Reg, key_size: int) -> int | None:
+        """get_constant_map_key(): the key a stack pointer names, when zeroed or a spilled constant."""
+        if reg.type != PTR_TO_STACK or not reg.b.is_const or key_size <= 0:
+            return None
+        frame = self.frame_of(state, reg)
+        start = reg.off + _s(reg.b.const) + MAX_STACK
+        if not 0 <= start <= MAX_STACK - key_size:
+            return None
+        if all(c == STACK_ZERO for c in frame.slots[start:start + key_size]):
+            return 0
+        sp = frame.spills.get(start)
+        if sp is None or sp[0] != key_size or sp[1].type != SCALAR or not sp[1].b.is_const:
+            return None
+        return sp[1].b.const & ((1 << (8 * key_size)) - 1)
 
     def call_loop(self, state: State, idx: int, regs: list[Reg]) -> int:
         cb = regs[2]
