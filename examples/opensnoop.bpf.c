@@ -11,6 +11,7 @@
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "pt_regs_compat.h"
 
 #define TASK_COMM_LEN 16
 #define NAME_MAX 256

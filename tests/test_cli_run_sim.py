@@ -115,11 +115,14 @@ def test_the_write_up_application_logs_and_prints_counts_every_interval(capsys):
 
 @pytest.mark.parametrize("arch", ["riscv64", "loongarch64"])
 def test_other_arches_fire_the_kprobe(capsys, arch):
-    assert main(["run", str(EXAMPLES / "opensnoop.bpf.o"), "--kprobe", "do_sys_openat2", "--arch", arch,
+    """The example built for the arch reads do_sys_openat2's arguments from that arch's pt_regs."""
+    assert main(["run", str(EXAMPLES / f"opensnoop.{arch}.bpf.o"), "--kprobe", "do_sys_openat2", "--arch", arch,
                  "--cpus", "3", "--duration", "1.5", "--json"]) == 0
     events = [o for o in json_lines(capsys.readouterr().out) if o["type"] == "event"]
     assert events and {o["event"]["comm"] for o in events} <= SHELL_COMMS
     assert {o["cpu"] for o in events} <= {0, 1, 2}
+    assert {o["event"]["dfd"] for o in events} == {-100}  # AT_FDCWD, from the first argument register
+    assert all(o["event"]["filename"].startswith("/") for o in events)
 
 
 @pytest.mark.parametrize("argv, message", [

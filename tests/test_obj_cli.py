@@ -170,7 +170,8 @@ def test_errors_are_one_line(capsys, argv, message):
 def test_disasm_program_quotes_the_source(capsys, path: Path):
     """Source comments come from BTF line info; each is a line of the example's C source, and the
     first precedes instruction 0."""
-    source = {ln.strip() for ln in path.with_suffix(".c").read_text().splitlines()}
+    c_file = path.parent / (path.name.split(".")[0] + ".bpf.c")  # opensnoop.riscv64.bpf.o <- opensnoop.bpf.c
+    source = {ln.strip() for ln in c_file.read_text().splitlines()}
     header = path.parent / "aya_log.h"
     source |= {ln.strip() for ln in header.read_text().splitlines()}
     for name in load_object(path).programs:
