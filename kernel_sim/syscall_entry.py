@@ -100,7 +100,10 @@ class SyscallEntry:
             dispatcher_args = lambda: (user_regs(), nr & 0xFFFFFFFF)  # noqa: E731
         else:
             dispatcher_args = lambda: (user_regs(),)  # noqa: E731
-        return kprobes.kcall_lazy(self.dispatcher, dispatcher_args, wrapper)
+        ret = kprobes.kcall_lazy(self.dispatcher, dispatcher_args, wrapper)
+        if saved:  # as do_syscall_64's regs->ax = ...: a kretprobe reading the regs sees the result
+            task_kmem(self.kernel).set_syscall_ret(task, nr, ret)
+        return ret
 
     # -- files ----------------------------------------------------------------------------------
     def sys_openat(self, dfd: int, filename: int, flags: int, mode: int = 0) -> int:

@@ -61,7 +61,7 @@ from kernel_sim.uapi.perf import (
     PERF_EVENT_IOC_SET_BPF,
     PerfEventAttr,
 )
-from kernel_sim.uapi.ptrace import PARM_REGS, PT_REGS, SYSCALL_NR_REG
+from kernel_sim.uapi.ptrace import PARM_REGS, PT_REGS, RC_REG, SYSCALL_NR_REG
 from kernel_sim.usermem import TASK_SIZE
 from loader.backends import open_kernel
 from loader.kernel_info import read_file
@@ -207,16 +207,25 @@ def test_entry_and_dispatcher_registers(arch):
     for where in (dispatcher, ENTRY_PREFIX[arch] + "openat", "do_sys_openat2"):
         kernel.kprobes.register_kprobe(where, 0, record(where))
     name = task.memory.put_str("/proc/version")
-    assert kernel.syscall(task, "openat", -100, name, O_RDONLY, 0o644) >= 3
+    at_entry = {}
+
+    def snapshot(kp, frame):  # the saved registers as a probe on the dispatcher finds them
+        at_entry["regs"] = kernel.vm.read(frame.get(PARM_REGS[arch][0]), ctypes.sizeof(PT_REGS[arch]))
+
+    kernel.kprobes.register_kprobe(dispatcher, 0, snapshot)
+    fd = kernel.syscall(task, "openat", -100, name, O_RDONLY, 0o644)
+    assert fd >= 3
     nr = syscall_nr(arch, "openat")
     regs_addr = task_kmem(kernel).regs_addr(task)
     assert regs_addr >= TASK_SIZE  # kernel memory: bpf_probe_read_kernel's range
-    regs = PT_REGS[arch].from_buffer_copy(kernel.vm.read(regs_addr, ctypes.sizeof(PT_REGS[arch])))
+    after = PT_REGS[arch].from_buffer_copy(kernel.vm.read(regs_addr, ctypes.sizeof(PT_REGS[arch])))
+    assert getattr(after, RC_REG[arch]) == fd  # regs->ax = the result, once the call returned
+    regs = PT_REGS[arch].from_buffer_copy(at_entry["regs"])
     args = [(-100) & (2**64 - 1), name, O_RDONLY, 0o644]
     assert [getattr(regs, r) for r in SYSCALL_ARG_REGS[arch][:4]] == args
     assert getattr(regs, SYSCALL_NR_REG[arch]) == nr
     if arch == "x86_64":
-        assert regs.rax == ENOSYS  # the entry code's -ENOSYS until the call returns
+        assert regs.rax == ENOSYS  # the entry code's -ENOSYS while the call runs
         assert seen[dispatcher][:2] == (regs_addr, nr)
     else:
         assert regs.orig_a0 == args[0] and seen[dispatcher][0] == regs_addr
