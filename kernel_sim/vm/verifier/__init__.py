@@ -21,7 +21,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from .checker import Checker, Reject
+from .checker import RET_CHECKED, Checker, Reject
 from .structure import StructureError, analyse
 
 
@@ -64,7 +64,7 @@ def verify(kernel, prepared, meta, log) -> VerifierResult:
     level = getattr(log, "level", 0) if log is not None else 0
     insns = prepared.insns
     try:
-        structure = analyse(insns)
+        structure = analyse(insns, ret_checked=int(meta.prog_type) in RET_CHECKED)
     except StructureError as e:
         raise VerifierError(e.errno, e.msg + _stats0()) from None
     arch = getattr(kernel, "arch", "x86_64") if kernel is not None else "x86_64"

@@ -107,6 +107,7 @@ MAP_HELPERS = {
 }
 
 
+RET_CHECKED = frozenset({int(ProgType.CGROUP_SKB)})  # program types whose R0 at exit has a range check
 STR_HELPERS = frozenset({int(HP.H.probe_read_str), int(HP.H.probe_read_kernel_str),
                          int(HP.H.probe_read_user_str), int(HP.H.get_stack)})
 
@@ -418,7 +419,9 @@ class Checker:
         if lst:
             for k in range(len(lst) - 1, -1, -1):
                 old = lst[k]
-                if states_cover(old, cur, live, loose=self.loose_mask()):
+                budget = self.loose_mask()
+                if states_cover(old, cur, live, loose=budget | (~self.st.relevant_in[idx] & 0x7FF),
+                                loose_callers=budget):
                     old.hit += 1
                     return True
                 if add:  # Linux counts a miss only when it would record the new state
@@ -1138,7 +1141,7 @@ class Checker:
 
     def check_return_code(self, r0: Reg) -> None:
         rng = None
-        if self.prog_type == ProgType.CGROUP_SKB:
+        if self.prog_type in RET_CHECKED:
             rng = (0, 3)
         if rng is None:
             return

@@ -103,7 +103,7 @@ class Reg:
             extra.append(f"ks={getattr(self.map, 'key_size', 0)},vs={getattr(self.map, 'value_size', 0)}")
         if self.off:
             extra.append(f"off={self.off}")
-        if self.type == PTR_TO_PACKET:
+        if self.type in (PTR_TO_PACKET, PTR_TO_PACKET_META):
             extra.append(f"r={self.rng}" if self.rng >= 0 else f"r=0x{self.rng & (2**64 - 1):x}")
         if self.type == PTR_TO_MEM:
             extra.append(f"sz={self.mem_size}")
@@ -277,7 +277,7 @@ def _spill_scalar_at(f: Frame, p: int, need_zero: bool) -> bool:
     return False
 
 
-def states_cover(old: State, cur: State, live_of, exact: bool = False, loose: int = 0) -> bool:
+def states_cover(old: State, cur: State, live_of, exact: bool = False, loose: int = 0, loose_callers: int = 0) -> bool:
     """True when ``old`` (explored) admits ``cur``; ``live_of(frame_index)`` gives live register masks."""
     if len(old.frames) != len(cur.frames):
         return False
@@ -285,6 +285,7 @@ def states_cover(old: State, cur: State, live_of, exact: bool = False, loose: in
         return False
     idmap: dict = {}
     for i, (of, cf) in enumerate(zip(old.frames, cur.frames, strict=True)):
-        if not frame_covers(of, cf, live_of(i), idmap, exact, loose):
+        mask = loose if i == len(cur.frames) - 1 else loose_callers
+        if not frame_covers(of, cf, live_of(i), idmap, exact, mask):
             return False
     return True

@@ -87,6 +87,7 @@ class Structure:
     subprog_starts: list[int]  # sorted; [0, ...]
     prune_points: set[int] = field(default_factory=set)
     loop_regs: int = 0  # registers compared by conditional jumps inside loops (bitmask)
+    relevant_in: list[int] = field(default_factory=list)  # registers whose exact value may matter, per insn
     live_in: list[int] = field(default_factory=list)  # bitmask of live registers before each insn
 
     def subprog_of(self, idx: int) -> int:
@@ -97,7 +98,7 @@ class Structure:
         return k
 
 
-def analyse(insns: list[Insn]) -> Structure:
+def analyse(insns: list[Insn], ret_checked: bool = False) -> Structure:
     n = len(insns)
     starts = {0}
     for i, ins in enumerate(insns):
@@ -139,24 +140,72 @@ def analyse(insns: list[Insn]) -> Structure:
     _check_cfg(insns, st)
     st.live_in = _liveness(insns)
     st.loop_regs = _loop_regs(insns)
+    st.relevant_in = _relevance(insns, ret_checked)
     return st
 
 
-def _loop_regs(insns: list[Insn]) -> int:
-    """Operands of conditional jumps inside a back edge's span: what decides whether a loop ends."""
-    in_loop = bytearray(len(insns))
-    for i, ins in enumerate(insns):
-        if is_jump(ins):
-            t = jump_target(i, ins)
-            if t <= i:
-                in_loop[t:i + 1] = b"\1" * (i + 1 - t)
-    mask = 0
-    for i, ins in enumerate(insns):
-        if in_loop[i] and is_cond_jump(ins):
-            mask |= 1 << ins.dst
-            if ins.code & 0x08:
-                mask |= 1 << ins.src
-    return mask
+def _relevance(insns: list[Insn], ret_checked: bool) -> list[int]:
+    """Backward: registers whose value may reach something the verifier checks.
+
+    Linux prunes with precision marks: a scalar that only flows into the return value (of a type
+    without a return range), a helper's "anything" argument or nowhere need not match between
+    states. This static version keeps everything else exact: jump operands, address and size
+    operands, values stored to memory, arguments of bpf-to-bpf calls.
+    """
+    from ..helper_protos import ARG_ANYTHING, ARG_DONTCARE, PROTOS
+
+    n = len(insns)
+    rel = [0] * n
+    first_sub = min((j + x.imm + 1 for j, x in enumerate(insns) if is_pseudo_call(x) or is_pseudo_func(x)),
+                    default=n)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(n - 1, -1, -1):
+            ins = insns[i]
+            out = 0
+            for t in successors(insns, i):
+                if 0 <= t < n:
+                    out |= rel[t]
+            cls, code = ins.cls, ins.code
+            d, sbit = 1 << ins.dst, 1 << ins.src
+            if cls in (BPF_ALU, BPF_ALU64):
+                op = code & 0xF0
+                if out & d:
+                    new = (out & ~d) | (0 if op == 0xB0 else d) | (sbit if code & 0x08 else 0)
+                else:
+                    new = out & ~d
+            elif cls == BPF_LDX:
+                new = (out & ~d) | sbit
+            elif cls == BPF_ST:
+                new = out | d
+            elif cls == BPF_STX:
+                new = out | d | sbit | (1 if ins.imm == 0xF1 and code & 0xE0 == 0xC0 else 0)
+            elif code == LD_IMM64:
+                new = out & ~d
+            elif cls == BPF_LD:
+                new = (out & ~0b111111) | (1 << 6) | (sbit if code & 0xE0 == 0x40 else 0)
+            elif code == 0x85:
+                args = 0b111110
+                if ins.src == 0:
+                    proto = PROTOS.get(ins.imm)
+                    if proto is not None:
+                        args = 0
+                        for k, kind in enumerate(proto.args):
+                            if kind not in (ARG_ANYTHING, ARG_DONTCARE):
+                                args |= 1 << (k + 1)
+                new = (out & ~0b111111) | args
+            elif code == 0x95:
+                new = 1 if ret_checked or i >= first_sub else 0  # a subprogram's R0 goes back to its caller
+            elif is_cond_jump(ins):
+                new = out | d | (sbit if code & 0x08 else 0)
+            else:
+                new = out
+            new |= 1 << 10
+            if new != rel[i]:
+                rel[i] = new
+                changed = True
+    return rel
 
 
 def successors(insns: list[Insn], i: int) -> list[int]:
@@ -264,3 +313,20 @@ def _liveness(insns: list[Insn]) -> list[int]:
                 live[i] = new
                 changed = True
     return live
+
+
+def _loop_regs(insns: list[Insn]) -> int:
+    """Operands of conditional jumps inside a back edge's span: what decides whether a loop ends."""
+    in_loop = bytearray(len(insns))
+    for i, ins in enumerate(insns):
+        if is_jump(ins):
+            t = jump_target(i, ins)
+            if t <= i:
+                in_loop[t:i + 1] = b"\1" * (i + 1 - t)
+    mask = 0
+    for i, ins in enumerate(insns):
+        if in_loop[i] and is_cond_jump(ins):
+            mask |= 1 << ins.dst
+            if ins.code & 0x08:
+                mask |= 1 << ins.src
+    return mask
