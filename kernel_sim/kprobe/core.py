@@ -212,14 +212,16 @@ class KprobeManager:
             point.probes = tuple(p for p in point.probes if p is not kprobe)
             if point.probes:
                 self.break_list[kprobe.addr] = point.probes
-                return
-            point.disarm()  # first: a CPU that still hits the break finds it gone and retries
-            del self.points[kprobe.addr]
-            del self.break_list[kprobe.addr]
-            if self.on_arm:
-                self.on_arm(kprobe.addr, -1)
-            self.rcu.call(point.release)
-        self.rcu.synchronize()  # outside the lock: a handler may be waiting for it
+            else:
+                point.disarm()  # first: a CPU that still hits the break finds it gone and retries
+                del self.points[kprobe.addr]
+                del self.break_list[kprobe.addr]
+                if self.on_arm:
+                    self.on_arm(kprobe.addr, -1)
+                self.rcu.call(point.release)
+        # Outside the lock (a handler may be waiting for it): once this returns, no CPU runs this
+        # probe's handlers any more, whether or not the point stays for other probes.
+        self.rcu.synchronize()
 
     # -- the handlers ------------------------------------------------------------------------------
     def _log(self, event: str, addr: int) -> None:

@@ -8,6 +8,12 @@ address in its place. The function runs normally; its return lands on the trampo
 break traps; the trampoline handler pops the instance, sets pc to the real return address (so
 handlers see where the function returns to, as Linux sets it before calling them) and runs the
 return handler with the return value in the arch's return register.
+
+Unregistering while calls are in flight: each instance holds its own return address, so a
+call whose return address was already swapped still returns through the trampoline to the
+right place (without the handler, ``registered`` is False). The trampoline's break runs inside
+the kprobe core's RCU read-side section, so unregister_kretprobe returns only after return
+handlers already running have finished.
 """
 
 from __future__ import annotations
