@@ -120,7 +120,7 @@ class FakeMap:
     name = ""
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(__import__("os").environ.get("VFUZZ_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), prog_type=st.sampled_from(PROG_TYPES), level=st.sampled_from([0, 1, 2, 4]))
 def test_never_crashes(seed, prog_type, level):
     """Whatever the program, verify() returns or raises VerifierError with a stats line."""

@@ -2,9 +2,18 @@
 
 Each path carries a ``State``; a conditional jump whose outcome depends on unknown values
 pushes the taken side and continues with the fall-through (the order Linux uses, so the log
-shows the same failing path). At prune points the state is compared with the explored ones
-and dropped when one covers it; loops therefore verify by running their iterations until the
-states repeat or the 1,000,000 processed-instruction budget runs out, as in Linux 6.18.
+shows the same failing path). At prune points (jump targets, conditional jumps, after calls)
+the state is compared with the explored ones and dropped when one covers it; loops therefore
+verify by running their iterations until the states repeat or the 1,000,000 processed-
+instruction budget runs out, as in Linux 6.18 (checkpoints every 2 jumps / 8 instructions,
+"infinite loop detected" on an exact repeat, eviction of states that keep missing).
+
+Linux prunes with backward precision tracking; kernel_sim approximates it statically: a
+scalar register whose value cannot reach a checked use (structure._relevance) is ignored when
+states are compared, and past 1/64 of the budget every scalar outside loop-exit tests is.
+The log follows Linux's format: the trace (cut back to the branch point when a path ends at
+level 1, "from X to Y" at level 2), the state after each instruction aligned as
+vlog_alignment() does, the error line(s), the statistics line.
 """
 
 from __future__ import annotations
