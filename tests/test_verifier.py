@@ -318,3 +318,21 @@ def test_branch_chains_verify(bpf_kernel):
     """Linux prunes these with precision tracking; kernel_sim must not run out of budget on them."""
     got, log = load(bpf_kernel, diamonds(24), SF, level=4)
     assert got == 0, log
+
+
+RETURN_CASES = [
+    ([I(0xB7, 0, 0, 0, 5), I(0x95)], "At program exit the register R0 has smin=5 smax=5 should have been in [0, 1]"),
+    ([I(0x85, 0, 0, 0, 7), I(0x95)], "At program exit the register R0 has unknown scalar value should have been in "
+                                     "[0, 1]"),
+    ([I(0xBF, 0, 10), I(0x95)], "At program exit the register R0 is not a known value (fp)"),
+]
+
+
+@pytest.mark.parametrize("prog_type", [ProgType.CGROUP_SKB, ProgType.CGROUP_SOCK, ProgType.SOCK_OPS,
+                                       ProgType.CGROUP_DEVICE])
+def test_return_value_range(bpf_kernel, prog_type):
+    """Program types whose return value Linux range-checks at exit; 1 is fine, 5 / unknown / a pointer not."""
+    for prog, line in RETURN_CASES:
+        got, log = load(bpf_kernel, prog, prog_type)
+        assert (got, error_line(log)) == (errno.EINVAL, line), log
+    assert load(bpf_kernel, [I(0xB7, 0, 0, 0, 1), I(0x95)], prog_type)[0] == 0

@@ -70,7 +70,7 @@ def verify(kernel, prepared, meta, log) -> VerifierResult:
     arch = getattr(kernel, "arch", "x86_64") if kernel is not None else "x86_64"
     checker = Checker(insns, structure, prepared.map_refs, int(meta.prog_type), arch,
                       bool(getattr(meta, "gpl_compatible", False)), level, _map_addr(kernel),
-                      int(getattr(kernel, "ncpus", 1) or 1))
+                      int(getattr(kernel, "ncpus", 1) or 1), int(getattr(meta, "expected_attach_type", 0) or 0))
     try:
         checker.run()
         checker.check_max_stack_depth()
