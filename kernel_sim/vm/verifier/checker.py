@@ -277,6 +277,20 @@ class Checker:
         a["mem"] = kind if prev in (None, kind) else "mixed"
 
     # -- the main loop -------------------------------------------------------------------------
+    def live_regs_table(self) -> str:
+        """Level 2's preamble: the subprograms and the registers live before each instruction."""
+        out = [f"func#{k} @{start}\n" for k, start in enumerate(self.st.subprog_starts)]
+        out.append("Live regs before insn:\n")
+        i = 0
+        while i < len(self.insns):
+            ins = self.insns[i]
+            live = self.st.live_in[i]
+            mask = "".join(str(r) if live >> r & 1 else "." for r in range(10))
+            nxt = self.insns[i + 1] if ins.code == LD_IMM64 and i + 1 < len(self.insns) else None
+            out.append(f"{i:7d}: {mask} {fmt_insn(ins, nxt, self.map_refs.get(i), self.map_addr)}\n")
+            i += 2 if ins.code == LD_IMM64 else 1
+        return "".join(out)
+
     def run(self) -> None:
         state = State()
         f = Frame(0, 0, -1)
@@ -285,7 +299,9 @@ class Checker:
         state.frames.append(f)
         state.insn_idx = 0
         state.branches = 1
-        do_print_state = True
+        if self.level & 2:
+            self.verbose(self.live_regs_table())
+        do_print_state = False  # the initial state shows as the scratched "0: R1=ctx() R10=fp0" line
         while True:
             idx = state.insn_idx
             self.insn_processed += 1
@@ -305,9 +321,7 @@ class Checker:
                 if self.trace:
                     if self.level & 2 and do_print_state:
                         self.verbose(f"\nfrom {state.prev_insn} to {idx}: {self.fmt_state(state.cur, True)}\n")
-                        self.scratched_regs = 0
-                        self.scratched_slots = set()
-                    elif self.scratched_regs or self.scratched_slots:
+                    if self.scratched_regs or self.scratched_slots:
                         self.print_insn_state(state, idx)
                     ins = self.insns[idx]
                     nxt = self.insns[idx + 1] if ins.code == LD_IMM64 and idx + 1 < len(self.insns) else None

@@ -285,6 +285,13 @@ def _uses_defs(ins: Insn) -> tuple[int, int]:
     if cls in (BPF_JMP, BPF_JMP32):
         op = code & 0xF0
         if op == 0x80:
+            if ins.src == 0:  # a helper reads only its own arguments
+                from ..helper_protos import ARG_DONTCARE, PROTOS
+
+                proto = PROTOS.get(ins.imm)
+                if proto is not None:
+                    n = len([a for a in proto.args if a != ARG_DONTCARE])
+                    return ((1 << (n + 1)) - 2), 0b111111
             return 0b111110, 0b111111
         if op == 0x90:
             return 1, 0
