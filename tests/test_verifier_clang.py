@@ -315,6 +315,16 @@ int ringbuf_leak(struct pt_regs *ctx)
     e->pid = 1;
     return 0;
 }""", "BPF_EXIT instruction in main prog would lead to reference leak"),
+    "loop_bad": (r"""
+static long cb_bad(unsigned int i, void *ctx) { return 5; }
+SEC("raw_tracepoint/x")
+int loop_bad(void *ctx) { bpf_loop(10, cb_bad, 0, 0); return 0; }
+""", "At callback return the register R0 has smin=5 smax=5 should have been in [0, 1]"),
+    "loop_index": (r"""
+static long cb_idx(unsigned int i, void *ctx) { unsigned long long *p = ctx; return p[i]; }
+SEC("raw_tracepoint/y")
+int loop_index(void *ctx) { unsigned long long v = 0; bpf_loop(10, cb_idx, &v, 0); return 0; }
+""", "invalid unbounded variable-offset read from stack R2"),
     "ctx_write": (r"""
 SEC("kprobe/x")
 int ctx_write(struct pt_regs *ctx)

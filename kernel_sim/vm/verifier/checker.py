@@ -226,6 +226,8 @@ class Checker:
                 parts.append(f"{name}={chars}")
         if refs:
             parts.append("refs=" + ",".join(str(r) for r in refs))
+        if frame.callback:
+            parts.append("cb")
         return " ".join(parts)
 
     def print_insn_state(self, state: State, idx: int) -> None:
@@ -845,9 +847,11 @@ class Checker:
                 self.stack_write(frame, start, size, val, is_st)
                 return scalar()
             return self.stack_read(frame, regno, start, size)
+        if reg.b.smax >= MAX_VAR_OFF or reg.b.smin <= -MAX_VAR_OFF:
+            raise Reject(errno.EACCES, f"invalid unbounded variable-offset{what} stack R{regno}\n")
         lo = reg.off + off + reg.b.smin
         hi = reg.off + off + reg.b.smax
-        if lo < -MAX_STACK or hi + size > 0 or reg.b.smax - reg.b.smin >= MAX_VAR_OFF:
+        if lo < -MAX_STACK or hi + size > 0:
             raise Reject(_stack_errno(lo), f"invalid variable-offset{what} stack R{regno} var_off={_tn(reg.b)} "
                                            f"off={reg.off + off} size={size}\n")
         self.note_depth(frame, -lo)
@@ -1148,9 +1152,12 @@ class Checker:
             if r0.type == PTR_TO_STACK:
                 raise Reject(errno.EINVAL, "cannot return stack pointer to the caller\n")
             if callee.callback:
-                if r0.type != SCALAR or r0.b.umax > 1 and r0.b.smin < 0 or r0.b.umax > 1:
-                    raise Reject(errno.EINVAL, f"At callback return the register R0 has {r0.fmt()} should have been "
-                                               "in [0, 1]\n")
+                if r0.type != SCALAR:
+                    raise Reject(errno.EINVAL, f"At callback return the register R0 is not a known value "
+                                               f"({r0.type_str()})\n")
+                if r0.b.smin < 0 or r0.b.smax > 1:
+                    raise Reject(errno.EINVAL, f"At callback return the register R0 has{_range_words(r0.b)} should "
+                                               "have been in [0, 1]\n")
                 raise _PathDone()
             state.cur.regs[0] = r0
             if self.trace:
@@ -1177,9 +1184,7 @@ class Checker:
         if r0.type != SCALAR:
             raise Reject(errno.EINVAL, f"At program exit the register R0 is not a known value ({r0.type_str()})\n")
         if r0.b.smin < rng[0] or r0.b.smax > rng[1]:
-            what = (f" smin={r0.b.smin}" if r0.b.smin > -(1 << 63) else "") + \
-                (f" smax={r0.b.smax}" if r0.b.smax < (1 << 63) - 1 else "")
-            raise Reject(errno.EINVAL, f"At program exit the register R0 has{what or ' unknown scalar value'} "
+            raise Reject(errno.EINVAL, f"At program exit the register R0 has{_range_words(r0.b)} "
                                        f"should have been in [{rng[0]}, {rng[1]}]\n")
 
     def check_helper(self, state: State, idx: int, func_id: int) -> int:
@@ -1450,6 +1455,12 @@ def _apply32(orig: B.Bounds, r32: B.Bounds) -> B.Bounds:
         return orig._replace(umin=1, umax=0)  # contradiction: this branch cannot happen
     out = B.sync(orig._replace(tn=tn))
     return out._replace(r32=(r32.umin, r32.umax, r32.smin, r32.smax))
+
+
+def _range_words(b: B.Bounds) -> str:
+    """verbose_invalid_scalar(): " smin=.. smax=.." or " unknown scalar value"."""
+    what = (f" smin={b.smin}" if b.smin > -(1 << 63) else "") + (f" smax={b.smax}" if b.smax < (1 << 63) - 1 else "")
+    return what or " unknown scalar value"
 
 
 def _stack_errno(min_off: int) -> int:

@@ -90,7 +90,9 @@ class Reg:
             return text
         if self.type == PTR_TO_STACK:
             fp = "fp" if frameno is None or frameno == self.frame else f"fp[{self.frame}]"
-            return f"{fp}{self.off}" if self.b.is_const else f"{fp}{self.off}{B.fmt_scalar(self.b)}"
+            if self.b.is_const:
+                return f"{fp}{self.off}"
+            return f"{fp}(off={self.off}," + B.fmt_scalar(self.b)[len("scalar("):]
         extra = []
         if self.id and self.type != PTR_TO_CTX:
             extra.append(f"id={self.id}")
