@@ -1001,8 +1001,9 @@ class Checker:
             a, b = (dst.b.sub32(), src.b.sub32()) if is32 else (dst.b, src.b)
             return B.branch_taken(op, a, b)
         ptr, other = (dst, src) if dst.type != SCALAR else (src, dst)
-        if ptr.type != SCALAR and other.type == SCALAR and other.b.is_const and other.b.const == 0 \
-                and not ptr.null and op in (B.JEQ, B.JNE) and not is32:
+        # reg_not_null(): only these pointer kinds are known non-NULL (not the stack, ctx or packet)
+        if ptr.type in (PTR_TO_MAP_VALUE, PTR_TO_MEM, "map_key") and other.type == SCALAR and other.b.is_const \
+                and other.b.const == 0 and not ptr.null and op in (B.JEQ, B.JNE) and not is32:
             return 0 if op == B.JEQ else 1
         return -1
 
