@@ -433,7 +433,8 @@ class Checker:
         return (len(state.frames),) + tuple(regs[i].loop_key() if live >> i & 1 else None for i in range(11))
 
     def is_state_visited(self, cur: State, idx: int) -> bool:
-        add = self.jmps_processed - self.prev_jmps >= 2 and self.insn_processed - self.prev_insns >= 8
+        force = idx in self.st.force_points
+        add = force or (self.jmps_processed - self.prev_jmps >= 2 and self.insn_processed - self.prev_insns >= 8)
         live = self.live_of(cur, idx)
         sig = self.loop_sig(cur, live(len(cur.frames) - 1))
         progress = self.progress.setdefault(idx, {})
@@ -444,7 +445,8 @@ class Checker:
                 cs = self.fmt_state(cur.cur, True)
                 os_ = self.fmt_state(old.cur, True, precise=self.loop_precise(idx))
                 raise Reject(errno.EINVAL, f"cur state: {cs}\nold state: {os_}\n")
-        if progress and self.jmps_processed - self.prev_jmps < 20 and self.insn_processed - self.prev_insns < 100:
+        if progress and not force and self.jmps_processed - self.prev_jmps < 20 \
+                and self.insn_processed - self.prev_insns < 100:
             add = False
         lst = self.explored.get(idx)
         if lst:
@@ -1119,7 +1121,8 @@ class Checker:
             return self.enter_subprog(state, idx, idx + ins.imm + 1, callback=False)
         return self.check_helper(state, idx, ins.imm)
 
-    def enter_subprog(self, state: State, idx: int, target: int, callback: bool, args: list[Reg] | None = None) -> int:
+    def enter_subprog(self, state: State, idx: int, target: int, callback: bool, args: list[Reg] | None = None,
+                      show: bool = True) -> int:
         if len(state.frames) >= MAX_CALL_FRAMES:
             raise Reject(errno.E2BIG, f"the call stack of {len(state.frames) + 1} frames is too deep\n")
         caller = state.cur
@@ -1136,6 +1139,8 @@ class Checker:
             for r, a in enumerate(args, start=1):
                 f.regs[r] = a
         state.frames.append(f)
+        if not show:
+            return target
         if self.trace:
             self.verbose(f"caller:\n {self.fmt_state(caller, True, state.refs)}\ncallee:\n "
                          f"{self.fmt_state(f, True, state.refs)}\n")
@@ -1285,16 +1290,16 @@ class Checker:
         return sp[1].b.const & ((1 << (8 * key_size)) - 1)
 
     def call_loop(self, state: State, idx: int, regs: list[Reg]) -> int:
+        """The callback runs as a pushed path of its own (R1 the index, R2 the ctx argument), as Linux
+        does; the caller goes on with R0 unknown."""
         cb = regs[2]
         ctx_arg = regs[3].copy()
-        cont = state.copy()
+        other = self.push(state, cb.subprog, idx)
+        self.enter_subprog(other, idx, cb.subprog, callback=True, args=[scalar(), ctx_arg], show=False)
         for r in range(1, 6):
-            cont.cur.regs[r] = Reg()
-        cont.cur.regs[0] = scalar()
-        # verify the continuation after the callback's body (pushed), the callback now
-        other = self.push(cont, idx + 1, idx)
-        other.insn_idx = idx + 1
-        return self.enter_subprog(state, idx, cb.subprog, callback=True, args=[scalar(B.urange(0, B.T.U32)), ctx_arg])
+            regs[r] = Reg()
+        self.set_reg(state, 0, scalar())
+        return idx + 1
 
     def check_arg(self, state: State, regno: int, reg: Reg, kind: str, next_kind: str | None, meta: dict,
                   proto) -> None:

@@ -29,6 +29,10 @@ from ...uapi.insn import (
     Insn,
 )
 
+# Helpers that call back into the program (bpf_loop, for_each_map_elem, timer_set_callback,
+# find_vma, user_ringbuf_drain): Linux forces a checkpoint at their call sites.
+CALLBACK_HELPERS = frozenset({181, 164, 170, 180, 209})
+
 
 class StructureError(Exception):
     def __init__(self, code: int, msg: str) -> None:
@@ -87,6 +91,7 @@ class Structure:
     subprog_starts: list[int]  # sorted; [0, ...]
     prune_points: set[int] = field(default_factory=set)
     loop_regs: int = 0  # registers compared by conditional jumps inside loops (bitmask)
+    force_points: set[int] = field(default_factory=set)  # calls of callback helpers: always checkpointed
     relevant_in: list[int] = field(default_factory=list)  # registers whose exact value may matter, per insn
     live_in: list[int] = field(default_factory=list)  # bitmask of live registers before each insn
 
@@ -238,6 +243,9 @@ def _check_cfg(insns: list[Insn], st: Structure) -> None:
                 st.prune_points.add(i)
         if ins.code == 0x85:  # after any call (visit_func_call_insn), and a bpf-to-bpf call itself
             st.prune_points.add(i + 1)
+            if ins.src == 0 and ins.imm in CALLBACK_HELPERS:
+                st.prune_points.add(i)
+                st.force_points.add(i)
             if is_pseudo_call(ins):
                 st.prune_points.add(i)
         for t in succ:
