@@ -424,3 +424,23 @@ def test_log_buffer_gets_the_trace(tmp_path):
     assert "0: R1=ctx() R10=fp0\n" in text
     assert re.search(r"\d+: \(7b\) \*\(u64 \*\)\(r1 \+80\) = r\d", text)
     assert ctypes.sizeof(ctypes.c_uint64) == 8
+
+
+def _comparable(text: str) -> str:
+    """A failing load's log without what kernel_sim does not print: BTF source lines ("; ...") and
+    BTF argument notes ("arg#..."); map addresses and Linux's per-bucket state count differ by nature."""
+    body = text.split("\n", 1)[1]
+    body = "\n".join(x for x in body.split("\n") if not x.startswith(";") and not x.startswith("arg#"))
+    body = re.sub(r"= 0x[0-9a-f]{12,}", "= ADDR", body)
+    return re.sub(r"max_states_per_insn \d+", "max_states_per_insn N", body)
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_clang_failure_logs_match_linux(tmp_path, name):
+    """The whole level-1 log of a refused clang program: trace, states, error and statistics as Linux's."""
+    reason = linux_bpf_denied()
+    if reason:
+        pytest.skip(reason)
+    obj = compile_c(tmp_path, name, BAD[name][0], "v3")
+    linux, sim = (_comparable(load_all(kind, obj)[name]) for kind in ("linux", "sim"))
+    assert sim == linux
