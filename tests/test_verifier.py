@@ -95,6 +95,8 @@ REJECTIONS = [
     ("unreachable", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0), I(0x95), I(0xB7, 0, 0, 0, 0), I(0x95)], errno.EINVAL,
      "unreachable insn 2"),
     ("last insn", SF, lambda m, r: [I(0xB7, 0, 0, 0, 0)], errno.EINVAL, "last insn is not an exit or jmp"),
+    ("kfunc call", SF, lambda m, r: [I(0x85, 0, 2, 0, 12345), I(0xB7, 0, 0, 0, 0), I(0x95)], errno.EINVAL,
+     "kernel btf_id 12345 is not a function"),
     ("call destination", SF, lambda m, r: [I(0x85, 0, 1, 0, 5), I(0x95)], errno.EINVAL,
      "call to invalid destination"),
     ("r10 is read only", SF, lambda m, r: [I(0xB7, 10, 0, 0, 0), I(0x95)], errno.EACCES,
