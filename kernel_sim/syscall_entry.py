@@ -31,12 +31,14 @@ from .fs.file import oserror
 from .syscall_table import ENTRY_PREFIX, SYSCALLS, syscall_nr
 from .task import Task, running
 from .task_kmem import task_kmem
+from .uapi.perf import PERF_ATTR_SIZE_VER0
 from .usermem import copy_from_user, copy_to_user, strncpy_from_user
 
 if TYPE_CHECKING:
     from .kernel import Kernel
 
 AT_FDCWD = -100
+PAGE_SIZE = 4096
 PATH_MAX = 4096
 _OPEN_HOW = struct.Struct("<QQQ")  # struct open_how { u64 flags; u64 mode; u64 resolve; }
 _TIMESPEC = struct.Struct("<qq")
@@ -228,6 +230,53 @@ class SyscallEntry:
     def sys_connect(self, fd: int, uservaddr: int, addrlen: int) -> int:
         # No network stack: the connect reaches tcp_v4_connect and is refused.
         return self.kernel.kcall("tcp_v4_connect", (fd, uservaddr, addrlen), lambda *_: -errno.ECONNREFUSED)
+
+    # -- bpf, perf, ioctl ------------------------------------------------------------------------
+    def sys_bpf(self, cmd: int, uattr: int, size: int) -> int:
+        """__sys_bpf: copy bpf_attr in, run the command, copy it back (counts, info lengths, log
+        sizes are written back even when the command fails, as Linux's copy_to_user calls are)."""
+        from .bpf.syscall import sys_bpf
+
+        try:
+            attr = bytearray(copy_from_user(uattr, size)) if size else bytearray()
+        except OSError as e:
+            return _errno_of(e)
+        try:
+            return sys_bpf(self.kernel, cmd & 0xFFFFFFFF, memoryview(attr))
+        except OSError as e:
+            return _errno_of(e)
+        finally:
+            if size:
+                try:
+                    copy_to_user(uattr, bytes(attr))
+                except OSError:
+                    pass
+
+    def sys_perf_event_open(self, attr_uptr: int, pid: int, cpu: int, group_fd: int, flags: int) -> int:
+        """perf_copy_attr reads the size field first, then that many bytes; E2BIG writes the
+        kernel's size back into the user's attr."""
+        perf = self.kernel.perf
+        try:
+            size = int.from_bytes(copy_from_user(attr_uptr + 4, 4), "little")
+            n = size or PERF_ATTR_SIZE_VER0
+            attr = bytearray(copy_from_user(attr_uptr, n if n <= PAGE_SIZE else 8))
+        except OSError as e:
+            return _errno_of(e)
+        try:
+            return perf.sys_perf_event_open(attr, pid, cpu, group_fd, flags)
+        except OSError as e:
+            if e.errno == errno.E2BIG:
+                try:
+                    copy_to_user(attr_uptr + 4, bytes(attr[4:8]))
+                except OSError:
+                    pass
+            return _errno_of(e)
+
+    def sys_ioctl(self, fd: int, cmd: int, arg: int) -> int:
+        try:
+            return _task().files.get(fd).ioctl(cmd & 0xFFFFFFFF, arg)
+        except OSError as e:
+            return _errno_of(e)
 
     def sys_uname(self, name: int) -> int:
         k = self.kernel

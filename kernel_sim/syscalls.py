@@ -1,17 +1,21 @@
 """SimSyscalls: the Syscalls seam into the simulated kernel, for one userland process.
 
-Each call runs as that process (``current()``) and gives Linux's answers and errnos. For the
+Each call runs as that process (``current()``) and gives Linux's answers and errnos. The calls
+a process makes with registers and pointers (bpf, perf_event_open, ioctl, openat, read, write,
+close, getpid) enter through ``Kernel.syscall`` like any task's, so the loader's own syscalls
+hit the syscall tracepoints and kprobes on __x64_sys_bpf, vfs_read, ...; the ones whose results
+are Python objects (mmap, the epoll and eventfd calls, uname) are served directly. For the
 reactor, ``poll_handle(fd)`` mirrors a simulated file's readability onto a real OS eventfd
 that trio can wait on.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import threading
 
-from .bpf.syscall import sys_bpf
 from .fs.epoll import EpollFile
 from .fs.eventfd import EventFd
 from .fs.file import File, oserror
@@ -78,21 +82,24 @@ class SimSyscalls:
         if mirror is not None:
             mirror.sync()
 
+    def _syscall(self, name: str, *args: int, filename: str | None = None) -> int:
+        """Enter the kernel as this process; a negative return is the errno, raised."""
+        ret = self.kernel.syscall(self.task, name, *args)
+        if ret < 0:
+            raise oserror(-ret, filename)
+        return ret
+
     # -- bpf and perf ----------------------------------------------------------------------
     def bpf(self, cmd: int, attr) -> int:
-        with running(self.task):
-            return sys_bpf(self.kernel, cmd, attr)
+        buf = _user_buffer(attr)
+        return self._syscall("bpf", cmd, ctypes.addressof(buf) if len(buf) else 0, len(buf))
 
     def perf_event_open(self, attr, pid: int, cpu: int, group_fd: int, flags: int) -> int:
-        with running(self.task):
-            perf = getattr(self.kernel, "perf", None)
-            if perf is None:
-                raise oserror(errno.ENOSYS)
-            return perf.sys_perf_event_open(attr, pid, cpu, group_fd, flags)
+        buf = _user_buffer(attr)
+        return self._syscall("perf_event_open", ctypes.addressof(buf), pid, cpu, group_fd, flags)
 
     def ioctl(self, fd: int, request: int, arg: int = 0) -> int:
-        with running(self.task):
-            result = self._file(fd).ioctl(request, arg)
+        result = self._syscall("ioctl", fd, request, arg)
         self._sync(fd)
         return result
 
@@ -113,22 +120,19 @@ class SimSyscalls:
     def openat(self, path: str, flags: int, mode: int = 0) -> int:
         # Through the syscall entry, so tracepoints and kprobes on do_sys_openat2 see it.
         addr = self.task.memory.put_str(path)
-        ret = self.kernel.syscall(self.task, "openat", AT_FDCWD, addr, flags, mode)
-        if ret < 0:
-            raise oserror(-ret, path)
-        return ret
+        return self._syscall("openat", AT_FDCWD, addr, flags, mode, filename=path)
 
     def read(self, fd: int, n: int) -> bytes:
         if n < 0:
             raise oserror(errno.EINVAL)
-        with running(self.task):
-            data = self._file(fd).read(n)
+        buf = ctypes.create_string_buffer(max(n, 1))
+        got = self._syscall("read", fd, ctypes.addressof(buf), n)
         self._sync(fd)
-        return data
+        return buf.raw[:got]
 
     def write(self, fd: int, data: bytes) -> int:
-        with running(self.task):
-            written = self._file(fd).write(bytes(data))
+        buf = ctypes.create_string_buffer(bytes(data), max(len(data), 1))
+        written = self._syscall("write", fd, ctypes.addressof(buf), len(data))
         self._sync(fd)
         return written
 
@@ -136,8 +140,7 @@ class SimSyscalls:
         mirror = self._mirrors.pop(fd, None)
         if mirror is not None:
             mirror.close()
-        with running(self.task):
-            self.task.files.close(fd)
+        self._syscall("close", fd)
 
     def unlink(self, path: str) -> None:
         with running(self.task):
@@ -151,7 +154,7 @@ class SimSyscalls:
         return Utsname("Linux", k.hostname, k.release, k.version, k.arch)
 
     def getpid(self) -> int:
-        return self.task.tgid
+        return self._syscall("getpid")
 
     # -- eventfd and epoll -------------------------------------------------------------------
     def eventfd(self, initval: int, flags: int) -> int:
@@ -204,3 +207,13 @@ class SimSyscalls:
             mirror.close()
         self._mirrors.clear()
         self.task.files.close_all()
+
+
+def _user_buffer(attr) -> ctypes.Array:
+    """The caller's attr as user memory: the same bytes when writable (the kernel writes back
+    into them, as into a real bpf_attr), else a copy."""
+    try:
+        return (ctypes.c_char * len(memoryview(attr).cast("B"))).from_buffer(attr)
+    except TypeError:
+        data = bytes(attr)
+        return ctypes.create_string_buffer(data, max(len(data), 1))

@@ -89,7 +89,9 @@ def test_kprobe_and_kretprobe_fill_a_histogram(sim):
         reads = Proc(sim).cat("/etc/passwd", chunk=16)
         hist = ebpf.map("hist")
         assert sum(v for _slot, v in hist.items()) == reads
-        assert len(ebpf.map("start")) == 0  # every entry timestamp consumed by its return
+        # Every entry timestamp of the reader was consumed by its return; the loader's own reads of
+        # sysfs while attaching the kretprobe (after the kprobe) may leave its thread's, as on Linux.
+        assert set(ebpf.map("start").keys()) <= {sim.getpid()}
         assert ebpf.program("vfs_read_return").info().run_cnt >= reads
 
 
