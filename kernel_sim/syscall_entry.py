@@ -238,15 +238,16 @@ class SyscallEntry:
         from .bpf.syscall import sys_bpf
 
         try:
-            attr = bytearray(copy_from_user(uattr, size)) if size else bytearray()
+            raw = copy_from_user(uattr, size) if size else b""
         except OSError as e:
             return _errno_of(e)
+        attr = bytearray(raw)
         try:
             return sys_bpf(self.kernel, cmd & 0xFFFFFFFF, memoryview(attr))
         except OSError as e:
             return _errno_of(e)
         finally:
-            if size:
+            if attr != raw:  # only commands that write back pay for the copy
                 try:
                     copy_to_user(uattr, bytes(attr))
                 except OSError:
