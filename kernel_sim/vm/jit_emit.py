@@ -174,7 +174,8 @@ class Translator:
             expr = f"{fn}(S, {so})[0]"
         else:
             region, offset = self._addr(src, off)
-            expr = f"{fn}({region}, {offset})[0]"
+            # Regions index to ints (memory.as_region): a byte is one subscript, not a struct call.
+            expr = f"{region}[{offset}]" if size == 1 and not signed else f"{fn}({region}, {offset})[0]"
         if signed:
             w[dst] = 64
             return f"r{dst} = {expr} & {M64:#x}"
@@ -189,6 +190,8 @@ class Translator:
                 return f"S[{so}] = {value}"
             return f"{fn}(S, {so}, {value})"
         region, offset = self._addr(dst, off)
+        if size == 1:
+            return f"{region}[{offset}] = {value}"
         return f"{fn}({region}, {offset}, {value})"
 
     def _atomic(self, pc: int, ins: Insn, w: list[int]) -> list[str]:

@@ -26,6 +26,7 @@ faults.
 from __future__ import annotations
 
 import itertools
+import mmap
 import threading
 
 KEY_SHIFT = 32
@@ -36,6 +37,19 @@ HANDLE_KEY = 0xFFFFF000                       # map/prog handles: never a region
 MAX_BPF_STACK = 512
 MAX_CALL_FRAMES = 8
 STACK_SIZE = MAX_BPF_STACK * MAX_CALL_FRAMES  # frame i's r10 = stack base + (i+1)*512
+
+
+def as_region(buf):
+    """``buf`` in a form whose items are bytes as ints: bytearray and mmap as they are, anything
+    else (ctypes arrays, typed views) as a flat unsigned-byte memoryview of the same memory.
+
+    Why: the JIT reads and writes single bytes by indexing (``region[off]``), which is several
+    times cheaper than struct; that needs every region to index to an int in 0..255.
+    """
+    if isinstance(buf, (bytearray, mmap.mmap)):
+        return buf
+    view = memoryview(buf)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
 
 
 class VmFault(Exception):
@@ -66,7 +80,7 @@ class AddressSpace:
             if not self._static_free:
                 raise MemoryError("VM address space exhausted")
             key = self._static_free.pop()
-        self.regions[key] = buf
+        self.regions[key] = as_region(buf)
         return key << KEY_SHIFT
 
     def unmap_region(self, base: int) -> None:
@@ -101,7 +115,7 @@ class AddressSpace:
 
     # -- checked access for helpers ---------------------------------------------------------------
     def read(self, addr: int, size: int) -> bytes:
-        """``size`` bytes at ``addr`` or VmFault-free None when the range is not mapped."""
+        """``size`` bytes at ``addr``, or None when the range is not all mapped."""
         buf = self.regions.get(addr >> KEY_SHIFT)
         off = addr & OFFSET_MASK
         if buf is None or size < 0 or off + size > len(memoryview(buf).cast("B")):

@@ -14,7 +14,7 @@ MAX_TAIL_CALL_CNT), unmaps, and lets a VmFault out only after cleaning up.
 
 from __future__ import annotations
 
-from .memory import KEY_SHIFT, MAX_BPF_STACK, MAX_CALL_FRAMES, STACK_SIZE, VmFault
+from .memory import KEY_SHIFT, MAX_BPF_STACK, MAX_CALL_FRAMES, STACK_SIZE, VmFault, as_region
 
 MAX_TAIL_CALL_CNT = 33
 U64 = 0xFFFFFFFFFFFFFFFF
@@ -70,7 +70,7 @@ class RunContext:
         key = self.vm.run_keys(1)[0]
         while key in self.vm.regions:  # still held by a long run on another CPU: skip it
             key = self.vm.run_keys(1)[0]
-        self.vm.regions[key] = buf
+        self.vm.regions[key] = as_region(buf)
         self._keys.append(key)
         return key << KEY_SHIFT
 
