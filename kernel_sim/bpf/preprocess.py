@@ -4,8 +4,9 @@ An lddw whose src_reg is BPF_PSEUDO_MAP_FD / _MAP_IDX names a map (by fd, or by 
 fd_array); _MAP_VALUE / _MAP_IDX_VALUE name an address inside the map's value (the second
 half's imm is the offset). The preprocessor looks the maps up in the current task's fd table
 and records, per instruction, which map and offset it stands for; the engines then load the
-map's kernel handle or the value's kernel address. Errors are Linux's: EINVAL with
-"fd %d is not pointing to valid bpf_map" / "invalid bpf_ld_imm64 insn" in the log.
+map's kernel handle or the value's kernel address. Errors are Linux's, with its log lines:
+"fd %d is not pointing to valid bpf_map" (EBADF for a closed fd, EINVAL for a non-map one),
+"invalid bpf_ld_imm64 insn" (EINVAL).
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ class EBPFPreProcessor:
         self.fd_array = fd_array
 
     def _map_from_fd(self, fd: int):
+        message = f"fd {fd} is not pointing to valid bpf_map\n"
         try:
             file = current().files.get(fd)
         except OSError:
-            file = None
+            raise PreprocessError(errno.EBADF, message) from None  # no such fd: EBADF, as Linux
         bpf_map = getattr(file, "map", None) if getattr(file, "is_bpf_map", False) else None
         if bpf_map is None:
-            raise PreprocessError(errno.EINVAL, f"fd {fd} is not pointing to valid bpf_map\n")
+            raise PreprocessError(errno.EINVAL, message)  # an fd, but not a map
         return bpf_map
 
     def _fd_from_array(self, idx: int) -> int:
