@@ -90,10 +90,11 @@ def storm(k: Kernel, cpu: int) -> list[Callable[[], Iterator[None]]]:
     task = k.spawn("stress-ng", cpu=cpu)
 
     def run() -> Iterator[None]:
-        path = task.memory.put_str("/etc/hostname")
         while True:
             k.syscall(task, "getpid")
-            fd = k.syscall(task, "openat", AT_FDCWD, path, O_RDONLY, 0)
+            # The name is written for each call: user memory is a ring (kernel_sim/user_memory.py),
+            # and a pointer kept across thousands of calls would be overwritten by later ones.
+            fd = k.syscall(task, "openat", AT_FDCWD, task.memory.put_str("/etc/hostname"), O_RDONLY, 0)
             if fd >= 0:
                 k.syscall(task, "close", fd)
             yield
