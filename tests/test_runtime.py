@@ -363,7 +363,7 @@ async def test_a_slow_consumer_of_a_real_kprobe_loses_records_and_the_cpus_keep_
                         break
                     steps = [c.steps for c in cpus]
                     await trio.sleep(0.2)  # the slow part: the CPUs must not wait for us
-                    progressed.append(all(c.steps > s for c, s in zip(cpus, steps, strict=True)))
+                    progressed.append([c.steps > s for c, s in zip(cpus, steps, strict=True)])
             sys.stop_workload()
             stream.close()
     finally:
@@ -372,7 +372,10 @@ async def test_a_slow_consumer_of_a_real_kprobe_loses_records_and_the_cpus_keep_
         ebpf.close()
         sys.close_all()
     assert samples > 0 and lost > 0
-    assert all(progressed)
+    # A CPU that waited for the reader would make no progress while the reader naps; one that
+    # does not may still miss a nap now and then on a loaded machine (it is an OS thread).
+    for cpu in range(len(cpus)):
+        assert sum(p[cpu] for p in progressed) * 2 >= len(progressed)
 
 
 async def test_an_error_in_the_block_comes_out_as_itself_and_closes_the_reactor():
