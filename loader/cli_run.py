@@ -658,6 +658,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from . import event_decode, histogram, perf_buffer, ringbuf_reader  # noqa: F401
 
+    if args.duration is not None and not args.duration > 0:
+        raise CliError(f"--duration must be a positive number of seconds (got {args.duration:g})")
     sink = make_sink(args)
     session = RunSession(args, sink)
     # From here until trio takes over (and after it hands back), Ctrl-C / SIGTERM only set a

@@ -131,9 +131,10 @@ def test_other_arches_fire_the_kprobe(capsys, arch):
     (["--program", "missing"], "no program 'missing'"),
     (["--pages", "3"], "invalid page count 3: must be a power of two"),
     (["--event-type", "nosuch"], "no struct nosuch in"),
+    (["--duration", "-1"], "--duration must be a positive number of seconds (got -1)"),
 ])
 def test_sim_errors_are_one_line(capsys, argv, message):
-    code = main(["run", str(EXAMPLES / "opensnoop.bpf.o"), *argv, "--duration", "0.2"])
+    code = main(["run", str(EXAMPLES / "opensnoop.bpf.o"), "--duration", "0.2", *argv])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
