@@ -8,18 +8,30 @@
  * name comes from the function symbol, the function to probe from the attach
  * call) and Aya's 7-field map definitions in the legacy "maps" section.
  *
- * The probed dispatcher is Linux's x64_sys_call(const struct pt_regs *regs,
- * unsigned int nr): its first argument points to the user registers saved at
- * syscall entry (PT_REGS_SYSCALL_REGS), and the number is read from their
- * orig_rax with bpf_probe_read_kernel, as on Linux >= 4.17.
+ * The probed dispatcher takes the user registers saved at syscall entry as its
+ * first argument: x64_sys_call(const struct pt_regs *regs, unsigned int nr) on
+ * x86_64 (Linux >= 4.17), do_syscall(struct pt_regs *regs) on the simulated
+ * riscv64 and loongarch64 kernels. The number is read from those registers with
+ * bpf_probe_read_kernel: orig_rax on x86_64, a7 on riscv64, r11 on loongarch64.
  *
  *   bpfload run examples/syscall_counter.bpf.o --kprobe x64_sys_call
+ *   bpfload run examples/syscall_counter.riscv64.bpf.o --arch riscv64 --kprobe do_syscall
  */
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include "pt_regs_compat.h"
 #include "aya_log.h"
+
+/* Where the syscall number sits in the saved user registers. */
+#if defined(__TARGET_ARCH_riscv)
+#define SYSCALL_NR_OFF (17 * 8)		/* a7: epc, ra, sp, gp, tp, t0-t2, s0, s1, a0-a7 */
+#elif defined(__TARGET_ARCH_loongarch)
+#define SYSCALL_NR_OFF (11 * 8)		/* regs[11] (a7) */
+#else
+#define SYSCALL_NR_OFF __builtin_offsetof(struct pt_regs, orig_rax)
+#endif
 
 struct aya_bpf_map_def SEC("maps") SYSCALL_COUNTS = {
 	.type = BPF_MAP_TYPE_HASH,
@@ -48,12 +60,12 @@ struct syscall_log_record {
 SEC("kprobe")
 int syscall_counter(struct pt_regs *ctx)
 {
-	struct pt_regs *regs = PT_REGS_SYSCALL_REGS(ctx);
+	const void *regs = (const void *)PT_REGS_PARM1(ctx);	/* the dispatcher's regs argument */
 	__u64 nr = 0, one = 1, count = 1, *c;
 	__u32 zero = 0;
 	struct syscall_log_record *r;
 
-	bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_rax);
+	bpf_probe_read_kernel(&nr, sizeof(nr), regs + SYSCALL_NR_OFF);
 
 	c = bpf_map_lookup_elem(&SYSCALL_COUNTS, &nr);
 	if (c) {

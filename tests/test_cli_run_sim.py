@@ -113,6 +113,29 @@ def test_the_write_up_application_logs_and_prints_counts_every_interval(capsys):
     assert [e["value"] for e in tables[-1]["entries"]] == sorted(counts.values(), reverse=True)
 
 
+@pytest.mark.parametrize("arch, dispatcher, objname", [
+    ("x86_64", "x64_sys_call", "syscall_counter.bpf.o"),
+    ("riscv64", "do_syscall", "syscall_counter.riscv64.bpf.o"),
+    ("loongarch64", "do_syscall", "syscall_counter.loongarch64.bpf.o"),
+])
+def test_the_write_up_application_counts_by_the_arch_syscall_numbers(capsys, arch, dispatcher, objname):
+    """The number comes from the saved user registers (orig_rax, a7, r11): the shell workload's
+    reads, openats and closes are counted under that arch's numbers."""
+    from kernel_sim.syscall_table import syscall_nr
+
+    assert main(["run", str(EXAMPLES / objname), "--arch", arch, "--kprobe", dispatcher, "--duration", "1.2",
+                 "--json"]) == 0
+    objs = json_lines(capsys.readouterr().out)
+    final = [o for o in objs if o["type"] == "map" and o["name"] == "SYSCALL_COUNTS" and o["final"]][-1]
+    counts = {int(e["key"]): e["value"] for e in final["entries"]}
+    for name in ("read", "openat", "close"):
+        assert counts.get(syscall_nr(arch, name), 0) > 0, (name, counts)
+    known = {syscall_nr(arch, n) for n in ("read", "write", "openat", "close", "nanosleep", "clone", "execve",
+                                           "exit", "exit_group", "getpid", "bpf", "perf_event_open", "ioctl",
+                                           "uname", "mmap", "connect", "unlinkat")}
+    assert set(counts) <= known, set(counts) - known
+
+
 @pytest.mark.parametrize("arch", ["riscv64", "loongarch64"])
 def test_other_arches_fire_the_kprobe(capsys, arch):
     """The example built for the arch reads do_sys_openat2's arguments from that arch's pt_regs."""
