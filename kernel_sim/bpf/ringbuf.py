@@ -71,23 +71,28 @@ class RingBuf:
     # -- producer ---------------------------------------------------------------------------
     def reserve(self, size: int) -> int | None:
         """Offset (into data_view) of a reserved sample of ``size`` bytes, or None if full."""
+        with self._lock:
+            return self._reserve_locked(size)
+
+    def _reserve_locked(self, size: int) -> int | None:
         if size > self.size - BPF_RINGBUF_HDR_SZ or size >= BPF_RINGBUF_DISCARD_BIT:
             return None
         total = (size + BPF_RINGBUF_HDR_SZ + 7) & ~7
-        with self._lock:
-            cons = self.consumer_pos
-            prod = self.producer_pos
-            if prod + total - cons > self.size:
-                self.dropped += 1
-                return None
-            hdr_off = prod & self.mask
-            pg_off = (DATA_OFF + hdr_off) // PAGE_SIZE
-            _HDR.pack_into(self.mem, DATA_OFF + hdr_off, size | BPF_RINGBUF_BUSY_BIT, pg_off)
-            self.producer_pos = prod + total
-            _U64.pack_into(self.mem, PRODUCER_OFF, self.producer_pos)
+        cons = self.consumer_pos
+        prod = self.producer_pos
+        if prod + total - cons > self.size:
+            self.dropped += 1
+            return None
+        hdr_off = prod & self.mask
+        pg_off = (DATA_OFF + hdr_off) // PAGE_SIZE
+        _HDR.pack_into(self.mem, DATA_OFF + hdr_off, size | BPF_RINGBUF_BUSY_BIT, pg_off)
+        self.producer_pos = prod + total
+        _U64.pack_into(self.mem, PRODUCER_OFF, self.producer_pos)
         return hdr_off + BPF_RINGBUF_HDR_SZ
 
-    def _commit(self, sample_off: int, flags: int, discard: bool) -> None:
+    def _commit(self, sample_off: int, flags: int, discard: bool) -> bool:
+        """Clear BUSY (set DISCARD); True if the consumer should be woken (Linux's rule: it has
+        caught up to this record, or the caller forces it)."""
         hdr_off = sample_off - BPF_RINGBUF_HDR_SZ
         (length,) = struct.unpack_from("<I", self.mem, DATA_OFF + hdr_off)
         length &= ~BPF_RINGBUF_BUSY_BIT
@@ -95,8 +100,7 @@ class RingBuf:
             length |= BPF_RINGBUF_DISCARD_BIT
         struct.pack_into("<I", self.mem, DATA_OFF + hdr_off, length)
         rec_pos = self._record_pos(hdr_off)
-        if flags & BPF_RB_FORCE_WAKEUP or (not flags & BPF_RB_NO_WAKEUP and rec_pos == self.consumer_pos):
-            self.wake()
+        return bool(flags & BPF_RB_FORCE_WAKEUP or (not flags & BPF_RB_NO_WAKEUP and rec_pos == self.consumer_pos))
 
     def _record_pos(self, hdr_off: int) -> int:
         """The logical position of a record header at ring offset hdr_off (near producer_pos)."""
@@ -106,18 +110,28 @@ class RingBuf:
         return pos - self.size if pos >= prod else pos
 
     def submit(self, sample_off: int, flags: int = 0) -> None:
-        self._commit(sample_off, flags, discard=False)
+        if self._commit(sample_off, flags, discard=False):
+            self.wake()
 
     def discard(self, sample_off: int, flags: int = 0) -> None:
-        self._commit(sample_off, flags, discard=True)
+        if self._commit(sample_off, flags, discard=True):
+            self.wake()
 
     def output(self, data: bytes, flags: int = 0) -> int:
-        """bpf_ringbuf_output: 0, or -EAGAIN when there is no room."""
-        off = self.reserve(len(data))
-        if off is None:
-            return -errno.EAGAIN
-        self.mem[DATA_OFF + off : DATA_OFF + off + len(data)] = data
-        self.submit(off, flags)
+        """bpf_ringbuf_output: 0, or -EAGAIN when there is no room.
+
+        Reserve, copy and commit happen under the producer lock, as Linux's helper runs with
+        preemption disabled: a thread switch between reserve and commit would leave a BUSY
+        record that holds the consumer back while the other CPUs fill the ring behind it.
+        """
+        with self._lock:
+            off = self._reserve_locked(len(data))
+            if off is None:
+                return -errno.EAGAIN
+            self.mem[DATA_OFF + off : DATA_OFF + off + len(data)] = data
+            wake = self._commit(off, flags, discard=False)
+        if wake:
+            self.wake()
         return 0
 
     def query(self, flags: int) -> int:
