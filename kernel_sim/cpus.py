@@ -8,6 +8,7 @@ the CPU of the task it acts for, on the test's own thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -55,6 +56,9 @@ class SimCpu:
                     try:
                         next(gen)
                         self.steps += 1
+                        # cond_resched(): the CPUs share one GIL with userland; without a voluntary
+                        # switch per step, busy CPUs can starve the reader for seconds.
+                        time.sleep(0)
                     except StopIteration:
                         self.runqueue.remove(gen)
                     except Exception as e:  # a workload bug must not kill the kernel silently
