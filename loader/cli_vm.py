@@ -2,7 +2,7 @@
 
 The conformance runner starts the plugin with the input memory as hex bytes on the command
 line, writes the program as hex bytes to stdin and reads r0 in hex from stdout; any error is a
-message and a non-zero exit. The VM environment is kernel_sim.bpf.engine.run_raw's:
+message and a non-zero exit. The VM environment is loader.backends.run_bare's:
 r1 = memory (or 0), r2 = its length, helper 5 returns its argument (0 ends the program).
 The runner passes only MEM-HEX and its own options to the plugin, so point it at a one-line
 wrapper: ``#!/bin/sh`` + ``exec bpfload vm exec "$@"`` (add ``--engine jit`` for the JIT).
@@ -27,11 +27,10 @@ def parse_hex(text: str, what: str) -> bytes:
 
 
 def cmd_vm_exec(args: argparse.Namespace) -> int:
-    from kernel_sim.bpf.engine import engine_kinds, run_raw
-    from kernel_sim.vm.memory import VmFault
+    from .backends import BareRunError, run_bare, vm_engines
 
-    if args.engine not in engine_kinds():
-        raise CliError(f"engine {args.engine!r} is not available here (have: {', '.join(engine_kinds())})")
+    if args.engine not in vm_engines():
+        raise CliError(f"engine {args.engine!r} is not available here (have: {', '.join(vm_engines())})")
     mem = parse_hex(" ".join(args.mem), "the memory argument")
     code = parse_hex(sys.stdin.read(), "the program on stdin")
     if not code:
@@ -39,11 +38,9 @@ def cmd_vm_exec(args: argparse.Namespace) -> int:
     if len(code) % 8:
         raise CliError(f"program length {len(code)} is not a multiple of 8")
     try:
-        r0, _ = run_raw(code, mem, args.engine)
-    except VmFault as e:
+        r0 = run_bare(code, mem, args.engine)
+    except BareRunError as e:
         raise CliError(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - an engine bug on unverified code is still one line
-        raise CliError(f"the {args.engine} engine failed on this program: {type(e).__name__}: {e}") from None
     print(f"{r0:x}")
     return 0
 
