@@ -152,6 +152,7 @@ class Arch:
     pad_byte = b"\0"
     trapframe: type[Trapframe] = Trapframe
     ret_in_register = True  # riscv/loongarch: ra; x86: on the stack
+    link_register = ""  # the pt_regs field holding the return address at entry (riscv: ra)
 
     def __init__(self) -> None:
         self._decoded: dict[bytes, Insn] = {}  # instruction bytes -> decoded (the set is small)
@@ -172,6 +173,14 @@ class Arch:
         raise NotImplementedError
 
     def decode(self, code: bytes, off: int = 0) -> Insn:
+        """The instruction at ``off``, decoded once per distinct encoding (memoized)."""
+        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
+        insn = self._decoded.get(key)
+        if insn is None:
+            insn = self._decoded[key] = self._decode(key)
+        return insn
+
+    def _decode(self, code: bytes, off: int = 0) -> Insn:
         raise NotImplementedError
 
     def execute(self, frame: Trapframe, mem: Memory) -> int:
@@ -199,16 +208,17 @@ class Arch:
         """An out-of-line slot: the saved instruction, then (no single-step) a second break."""
         raise NotImplementedError
 
-    # kretprobes: where the caller's return address lives at function entry.
+    # kretprobes: where the caller's return address lives at function entry (the link register
+    # here; x86 overrides these: its call pushes the address on the stack).
     def return_address(self, frame: Trapframe, mem: Memory) -> int:
-        raise NotImplementedError
+        return getattr(frame.regs, self.link_register)
 
     def set_return_address(self, frame: Trapframe, mem: Memory, addr: int) -> None:
-        raise NotImplementedError
+        setattr(frame.regs, self.link_register, addr)
 
     def enter(self, frame: Trapframe, mem: Memory, ret_addr: int) -> None:
         """Set up a call: the caller's return address where the arch's call instruction puts it."""
-        raise NotImplementedError
+        self.set_return_address(frame, mem, ret_addr)
 
     def decode_all(self, code: bytes) -> list[tuple[int, Insn]]:
         """(offset, insn) for every instruction of a function's code."""

@@ -64,6 +64,7 @@ class Loongarch64Trapframe(Trapframe):
 
 class Loongarch64(Arch):
     name = "loongarch64"
+    link_register = "r1"
     text_base = 0x9000000000200000
     slot_base = 0xFFFF800002000000  # the module area
     stack_base = 0x9000000100000000
@@ -96,13 +97,6 @@ class Loongarch64(Arch):
 
     def slot_code(self, insn: bytes) -> bytes:
         return bytes(insn) + BREAK0
-
-    def decode(self, code: bytes, off: int = 0) -> Insn:
-        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
-        insn = self._decoded.get(key)
-        if insn is None:
-            insn = self._decoded[key] = self._decode(key)
-        return insn
 
     def _decode(self, code: bytes, off: int = 0) -> Insn:
         if len(code) < off + 4:
@@ -159,11 +153,3 @@ class Loongarch64(Arch):
         r.csr_era = nxt
         return TRAP_NONE
 
-    def enter(self, frame: Trapframe, mem, ret_addr: int) -> None:
-        frame.regs.r1 = ret_addr
-
-    def return_address(self, frame: Trapframe, mem) -> int:
-        return frame.regs.r1
-
-    def set_return_address(self, frame: Trapframe, mem, addr: int) -> None:
-        frame.regs.r1 = addr

@@ -65,6 +65,7 @@ class Riscv64Trapframe(Trapframe):
 
 class Riscv64(Arch):
     name = "riscv64"
+    link_register = "ra"
     text_base = 0xFFFFFFFF80002000
     slot_base = 0xFFFFFFFF01000000  # the module area below the kernel image
     stack_base = 0xFFFFFFC800000000
@@ -99,13 +100,6 @@ class Riscv64(Arch):
         return bytes(insn) + self.break_insn(len(insn))
 
     # -- decoding --------------------------------------------------------------------------------
-    def decode(self, code: bytes, off: int = 0) -> Insn:
-        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
-        insn = self._decoded.get(key)
-        if insn is None:
-            insn = self._decoded[key] = self._decode(key)
-        return insn
-
     def _decode(self, code: bytes, off: int = 0) -> Insn:
         h = code[off] | (code[off + 1] << 8)
         if h & 3 != 3:
@@ -202,11 +196,3 @@ class Riscv64(Arch):
         return TRAP_NONE
 
     # -- calls and kretprobes ------------------------------------------------------------------
-    def enter(self, frame: Trapframe, mem, ret_addr: int) -> None:
-        frame.regs.ra = ret_addr
-
-    def return_address(self, frame: Trapframe, mem) -> int:
-        return frame.regs.ra
-
-    def set_return_address(self, frame: Trapframe, mem, addr: int) -> None:
-        frame.regs.ra = addr

@@ -79,13 +79,6 @@ class X86_64(Arch):
         return bytes(insn)  # single-stepped with TF: no second break needed
 
     # -- decoding --------------------------------------------------------------------------------
-    def decode(self, code: bytes, off: int = 0) -> Insn:
-        key = bytes(code[off : off + 5]) if off or len(code) > 5 else code
-        insn = self._decoded.get(key)
-        if insn is None:
-            insn = self._decoded[key] = self._decode(key)
-        return insn
-
     def _decode(self, code: bytes, off: int = 0) -> Insn:
         b0 = code[off]
         if b0 == 0xCC:
