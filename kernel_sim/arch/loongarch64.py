@@ -152,4 +152,3 @@ class Loongarch64(Arch):
             return TRAP_NONE
         r.csr_era = nxt
         return TRAP_NONE
-

@@ -194,5 +194,3 @@ class Riscv64(Arch):
             return TRAP_NONE
         r.epc = nxt
         return TRAP_NONE
-
-    # -- calls and kretprobes ------------------------------------------------------------------
