@@ -26,11 +26,13 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
+from .bpf.syscall import sys_bpf as bpf_dispatch
 from .cpus import on_cpu
 from .fs.file import oserror
 from .syscall_table import ENTRY_PREFIX, SYSCALLS, syscall_nr
 from .task import Task, running
 from .task_kmem import task_kmem
+from .uapi.epoll import PAGE_SIZE
 from .uapi.perf import PERF_ATTR_SIZE_VER0
 from .usermem import copy_from_user, copy_to_user, strncpy_from_user
 
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
     from .kernel import Kernel
 
 AT_FDCWD = -100
-PAGE_SIZE = 4096
 PATH_MAX = 4096
 _OPEN_HOW = struct.Struct("<QQQ")  # struct open_how { u64 flags; u64 mode; u64 resolve; }
 _TIMESPEC = struct.Struct("<qq")
@@ -235,15 +236,13 @@ class SyscallEntry:
     def sys_bpf(self, cmd: int, uattr: int, size: int) -> int:
         """__sys_bpf: copy bpf_attr in, run the command, copy it back (counts, info lengths, log
         sizes are written back even when the command fails, as Linux's copy_to_user calls are)."""
-        from .bpf.syscall import sys_bpf
-
         try:
             raw = copy_from_user(uattr, size) if size else b""
         except OSError as e:
             return _errno_of(e)
         attr = bytearray(raw)
         try:
-            return sys_bpf(self.kernel, cmd & 0xFFFFFFFF, memoryview(attr))
+            return bpf_dispatch(self.kernel, cmd & 0xFFFFFFFF, memoryview(attr))
         except OSError as e:
             return _errno_of(e)
         finally:
