@@ -33,6 +33,17 @@ def linux_bpf_denied() -> str | None:
         return f"bpf() denied on this machine: {e}"
 
 
+TRACEFS = "/sys/kernel/tracing"
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs on this machine if it is not (a fresh machine may not have it mounted)."""
+    import subprocess
+
+    if subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+
+
 def boot(kind: str, **options):
     if kind == "linux":
         return open_kernel("linux")

@@ -24,11 +24,10 @@ from loader.maps import HashMap, PerCpuArray
 from loader.perf_buffer import PerfEventArray
 from loader.programs import UProbe, kernel_version, symbol_file_offset
 from loader.ringbuf_reader import RingBuf
-from tests.conftest import REPO, linux_bpf_denied
+from tests.conftest import REPO, TRACEFS, ensure_tracefs, linux_bpf_denied
 
 EXAMPLES = REPO / "examples"
 EVENT = struct.Struct("<IIiI16s256s")
-TRACEFS = "/sys/kernel/tracing"
 ARCH = os.uname().machine
 BPF_CFLAGS = ["-O2", "-g", "-target", "bpf", f"-D__TARGET_ARCH_{ {'x86_64': 'x86', 'aarch64': 'arm64'}.get(ARCH, ARCH)}",
               f"-I/usr/include/{ARCH}-linux-gnu"]
@@ -39,8 +38,7 @@ def linux():
     reason = linux_bpf_denied()
     if reason:
         pytest.skip(reason)
-    if subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
-        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    ensure_tracefs()
     return open_kernel("linux")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import subprocess
 
 import pytest
 
@@ -24,13 +23,12 @@ from kernel_sim.uapi.bpf import (
 from kernel_sim.uapi.insn import encode, insn, ld_imm64
 from kernel_sim.uapi.perf import PerfEventAttr, PerfType
 from loader.kernel_info import read_file
-
-TRACEFS = "/sys/kernel/tracing"
+from tests.conftest import TRACEFS, ensure_tracefs
 
 
 def _tracepoint_id(sys, name: str) -> int:
-    if sys.kind == "linux" and subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
-        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    if sys.kind == "linux":
+        ensure_tracefs()
     return int(read_file(sys, f"{TRACEFS}/events/{name}/id"))
 
 

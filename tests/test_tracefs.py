@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import errno
 import re
-import subprocess
 
 import pytest
 
 from kernel_sim.uapi.epoll import O_NONBLOCK, O_RDONLY, O_WRONLY
 from loader.backends import open_kernel
 from loader.kernel_info import read_file
+from tests.conftest import TRACEFS, ensure_tracefs
 
-TRACEFS = "/sys/kernel/tracing"
 EVENTS = ["syscalls/sys_enter_openat", "syscalls/sys_exit_openat", "raw_syscalls/sys_enter",
           "raw_syscalls/sys_exit", "sched/sched_process_exec", "syscalls/sys_enter_read"]
 
 
 def linux_with_tracefs():
     """This machine's kernel, with tracefs mounted (it may not be on a fresh machine)."""
-    if subprocess.run(["mountpoint", "-q", TRACEFS]).returncode != 0:
-        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True)
+    ensure_tracefs()
     return open_kernel("linux")
 
 
